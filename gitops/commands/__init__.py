@@ -1,0 +1,1 @@
+"""Subcommands of `hiclaw-gitops`, one module each; every module exposes `register(subparsers)`."""

@@ -1,0 +1,192 @@
+"""Diagnostics: one precise, located message per problem, with a stable code, and their renderings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A stable diagnostic code: its identifier, short name and default severity."""
+
+    id: str
+    name: str
+    severity: Severity
+    summary: str
+
+
+def _codes(*rows: tuple[str, str, Severity, str]) -> dict[str, Code]:
+    return {row[0]: Code(*row) for row in rows}
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+# The catalogue. docs/diagnostics.md lists every entry; tests/test_diagnostics_doc.py keeps them in step.
+CODES: dict[str, Code] = _codes(
+    # Files and YAML
+    ("Y101", "yaml-syntax", E, "The file is not valid YAML."),
+    ("Y102", "duplicate-key", E, "A mapping repeats a key; YAML parsers silently keep the last one."),
+    ("Y103", "alias-expansion", E, "Anchors and aliases expand to too many nodes (an alias bomb) or refer to themselves."),
+    ("Y104", "file-too-large", E, "The file is larger than the size cap."),
+    ("Y105", "not-utf8", E, "The file is not UTF-8 text."),
+    ("Y106", "not-a-mapping", E, "A YAML document is not a mapping (an object with apiVersion, kind, metadata, spec)."),
+    ("Y107", "unsupported-tag", E, "The document uses a YAML tag that is not plain data."),
+    ("Y108", "symlink-escape", E, "A symbolic link points outside the repository."),
+    ("Y109", "unreadable-file", E, "The file could not be read."),
+    # Envelope
+    ("K201", "missing-envelope", E, "A document lacks `apiVersion` or `kind`."),
+    ("K202", "foreign-api-version", W, "A document's apiVersion is not hiclaw.io/v1beta1; it is skipped (an error with --strict)."),
+    ("K203", "unknown-kind", E, "A hiclaw.io/v1beta1 document has a kind other than Worker, Team, Human, Manager."),
+    ("K204", "status-ignored", W, "A `status` block in the repository is ignored: status is written by the reconciler."),
+    ("K205", "unknown-annotation", W, "An annotation under gitops.hiclaw.io/ is not one this reconciler understands."),
+    ("K206", "bad-annotation-value", E, "A gitops.hiclaw.io/ annotation has a value it does not accept."),
+    # Schema
+    ("S301", "unknown-field", E, "A field is not part of the HiClaw schema for this kind."),
+    ("S302", "missing-field", E, "A required field is missing."),
+    ("S303", "wrong-type", E, "A field has the wrong type."),
+    ("S304", "bad-enum", E, "A field's value is not one of the allowed values."),
+    ("S305", "bad-name", E, "A name is not lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters."),
+    ("S306", "bad-value", E, "A field's value breaks a schema constraint (pattern, range, length, format)."),
+    # Org rules
+    ("R401", "duplicate-resource", E, "Two documents declare the same kind and name."),
+    ("R402", "duplicate-runtime-name", E, "Two agents would share one runtime name (container, Matrix account, storage prefix)."),
+    ("R403", "member-shadows-worker", E, "A team member has the name of a standalone Worker."),
+    ("R404", "leader-is-worker", E, "A team's leader is also listed among its workers."),
+    ("R405", "unknown-team", E, "A Human's accessibleTeams names a Team that does not exist."),
+    ("R406", "unknown-worker", E, "A Human's accessibleWorkers names no standalone Worker."),
+    ("R407", "unknown-human", E, "A Team's admin or humanMembers names a Human that does not exist."),
+    ("R408", "level3-with-teams", E, "permissionLevel 3 (worker-only) cannot have accessibleTeams."),
+    ("R409", "level1-access-lists", W, "permissionLevel 1 already reaches everything; its access lists are ignored."),
+    ("R410", "multiple-managers", E, "More than one Manager is declared."),
+    ("R411", "bad-channel-entry", E, "A channelPolicy entry is neither @localpart:domain nor a bare name."),
+    ("R412", "unknown-channel-name", W, "A bare channelPolicy name matches no agent or human of this org."),
+    ("R413", "package-escape", E, "A file:// package path leaves the repository."),
+    ("R414", "secret-in-env", W, "An env value looks like a secret; secrets belong in the secret store."),
+    ("R415", "admin-id-mismatch", E, "A Team admin's matrixUserId differs from the Human's Matrix ID."),
+    ("R416", "empty-org", W, "The repository declares no resources."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in the input: where it is, what it is, and how to fix it."""
+
+    code: str
+    message: str
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    path: str = ""
+    hint: str = ""
+    severity: Severity = Severity.ERROR
+
+    @property
+    def name(self) -> str:
+        return CODES[self.code].name
+
+    @property
+    def location(self) -> str:
+        if not self.file:
+            return ""
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column or 1}"
+        return self.file
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        data["name"] = self.name
+        return data
+
+
+def diag(code: str, message: str, **where: object) -> Diagnostic:
+    """Build a diagnostic with the catalogue's default severity (override with severity=...)."""
+    severity = where.pop("severity", None) or CODES[code].severity
+    return Diagnostic(code=code, message=message, severity=Severity(severity), **where)  # type: ignore[arg-type]
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)
+
+
+def sort_key(d: Diagnostic) -> tuple[str, int, int, str, str]:
+    return (d.file, d.line, d.column, d.code, d.message)
+
+
+def counts(diagnostics: Sequence[Diagnostic]) -> tuple[int, int]:
+    errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
+    return errors, len(diagnostics) - errors
+
+
+# Renderings ------------------------------------------------------------------------------------------
+
+
+def render_text(diagnostics: Sequence[Diagnostic], color: bool = False) -> str:
+    """Terminal form: `file:line:col: error[S301]: message` with the JSON path and a hint line."""
+    red, yellow, dim, bold, reset = (
+        ("\033[31m", "\033[33m", "\033[2m", "\033[1m", "\033[0m") if color else ("",) * 5
+    )
+    lines: list[str] = []
+    for d in sorted(diagnostics, key=sort_key):
+        sev_color = red if d.severity is Severity.ERROR else yellow
+        where = f"{bold}{d.location}{reset}: " if d.location else ""
+        lines.append(f"{where}{sev_color}{d.severity.value}[{d.code}]{reset}: {d.message}")
+        if d.path:
+            lines.append(f"  {dim}at {d.path}{reset}")
+        if d.hint:
+            lines.append(f"  hint: {d.hint}")
+    errors, warnings = counts(diagnostics)
+    if errors or warnings:
+        lines.append(f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}.")
+    else:
+        lines.append("No problems found.")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    errors, warnings = counts(diagnostics)
+    body = {
+        "valid": errors == 0,
+        "errors": errors,
+        "warnings": warnings,
+        "diagnostics": [d.to_dict() for d in sorted(diagnostics, key=sort_key)],
+    }
+    return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+
+def _gh_escape(value: str, prop: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def render_github(diagnostics: Sequence[Diagnostic]) -> str:
+    """GitHub Actions workflow commands: one `::error file=…,line=…::` annotation per diagnostic."""
+    out: list[str] = []
+    for d in sorted(diagnostics, key=sort_key):
+        props = []
+        if d.file:
+            props.append(f"file={_gh_escape(d.file, True)}")
+            if d.line:
+                props.append(f"line={d.line}")
+                props.append(f"col={d.column or 1}")
+        props.append(f"title={_gh_escape(f'{d.code} {d.name}', True)}")
+        message = d.message + (f" ({d.path})" if d.path else "") + (f"\nhint: {d.hint}" if d.hint else "")
+        out.append(f"::{d.severity.value} {','.join(props)}::{_gh_escape(message)}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

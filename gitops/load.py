@@ -1,0 +1,107 @@
+"""Load: read every org file of a source into parsed documents, reusing earlier parses by content id."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitops.diagnostics import Diagnostic
+from gitops.files import FileSource, SourceFile
+from gitops.yamlparse import MAX_FILE_BYTES, Locator, ParsedDocument, decode, parse
+
+CACHE_FORMAT = 1
+
+
+class ParseCache:
+    """Parsed documents keyed by git blob id, kept in one pickle file so they survive restarts.
+
+    Cached data is shared between runs in one process: nothing downstream may mutate parsed documents.
+    Only clean parses are cached; a file with problems is parsed again so its diagnostics stay exact.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._entries: dict[str, list[tuple[int, int, Any]]] = {}
+        self._dirty = False
+        self.hits = 0
+        self.misses = 0
+        if path is not None and path.is_file():
+            try:
+                with path.open("rb") as fh:
+                    version, entries = pickle.load(fh)
+                if version == CACHE_FORMAT:
+                    self._entries = entries
+            except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
+                self._entries = {}  # a damaged cache is only a slower run
+
+    def get(self, blob_id: str) -> list[tuple[int, int, Any]] | None:
+        entry = self._entries.get(blob_id)
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def put(self, blob_id: str, docs: list[ParsedDocument]) -> None:
+        self._entries[blob_id] = [(d.index, d.line, d.data) for d in docs]
+        self._dirty = True
+
+    def retain(self, blob_ids: set[str]) -> None:
+        """Forget entries no longer referenced, so the cache does not grow without bound."""
+        stale = self._entries.keys() - blob_ids
+        if stale:
+            for key in stale:
+                del self._entries[key]
+            self._dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parsed-")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump((CACHE_FORMAT, self._entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self.path)
+        self._dirty = False
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What loading produced: documents, problems, and what is needed to locate lines later."""
+
+    source_label: str
+    documents: list[ParsedDocument]
+    diagnostics: list[Diagnostic]
+    files: dict[str, SourceFile] = field(default_factory=dict)
+
+    def locator(self) -> Locator:
+        texts: dict[str, str] = {}
+        for path, f in self.files.items():
+            text, _ = decode(path, f.read(), max_bytes=1 << 62)
+            if text is not None:
+                texts[path] = text
+        return Locator(texts)
+
+
+def load(source: FileSource, cache: ParseCache | None = None, max_bytes: int = MAX_FILE_BYTES) -> LoadResult:
+    """Parse every YAML file of the source; every problem is reported, none stops the others."""
+    documents: list[ParsedDocument] = []
+    diagnostics: list[Diagnostic] = []
+    files: dict[str, SourceFile] = {}
+    for f in source.files():
+        files[f.path] = f
+        cached = cache.get(f.blob_id) if cache is not None else None
+        if cached is not None:
+            documents.extend(ParsedDocument(f.path, i, line, data) for i, line, data in cached)
+            continue
+        docs, problems = parse(f.path, f.read(), max_bytes)
+        documents.extend(docs)
+        diagnostics.extend(problems)
+        if cache is not None and not problems:
+            cache.put(f.blob_id, docs)
+    diagnostics.extend(source.problems())
+    return LoadResult(source.label, documents, diagnostics, files)

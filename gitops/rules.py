@@ -1,0 +1,314 @@
+"""Org rules: the cross-document checks of SPEC §2, each a function from the org to diagnostics."""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gitops.diagnostics import Diagnostic, diag
+from gitops.org import Agent, Org, Resource, Role, human_localpart
+from gitops.schema import json_path
+
+MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
+BARE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+POLICY_LISTS = ("groupAllowExtra", "groupDenyExtra", "dmAllowExtra", "dmDenyExtra")
+
+# Shapes of credentials that must not sit in plain `env` values. The value itself is never echoed.
+SECRET_SHAPES = [
+    re.compile(p)
+    for p in (
+        r"\bsk-[A-Za-z0-9_\-]{20,}",
+        r"\bgh[pousr]_[A-Za-z0-9]{30,}",
+        r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+        r"\bAKIA[0-9A-Z]{16}\b",
+        r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+        r"\bAIza[0-9A-Za-z_\-]{35}",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.",
+    )
+]
+SECRET_KEY_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+
+Locate = Callable[[Resource, Sequence[str | int], bool], tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every rule may look at: the org, names declared by any document, and how to locate a path."""
+
+    org: Org
+    declared: Mapping[str, set[str]]  # kind -> names declared, valid or not (avoids cascading errors)
+    locate: Locate
+    escapes: Callable[[str], bool]
+
+    def at(self, res: Resource, path: Sequence[str | int], key: bool = False) -> dict[str, Any]:
+        line, column = self.locate(res, path, key)
+        return {"file": res.file, "line": line, "column": column, "path": json_path(path)}
+
+
+Rule = Callable[[Context], Iterable[Diagnostic]]
+
+
+def runtime_names(ctx: Context) -> Iterable[Diagnostic]:
+    seen: dict[str, Agent] = {}
+    for agent in ctx.org.agents():
+        rt = agent.runtime_name
+        first = seen.get(rt)
+        if agent.role is not Role.MANAGER and rt == "manager":
+            yield diag(
+                "R402",
+                "runtime name `manager` is reserved for the Manager",
+                hint="rename the agent (set `workerName` or change its name)",
+                **ctx.at(agent.owner, _name_path(agent)),
+            )
+        elif first is not None:
+            yield diag(
+                "R402",
+                f"runtime name `{rt}` is already used by {_describe(first)} ({first.owner.file}:{first.owner.line})",
+                hint="every agent needs its own runtime name: it becomes its container, Matrix account and storage prefix",
+                **ctx.at(agent.owner, _name_path(agent)),
+            )
+        else:
+            seen[rt] = agent
+
+
+def team_members(ctx: Context) -> Iterable[Diagnostic]:
+    standalone = ctx.org.workers
+    for team in ctx.org.teams.values():
+        leader = team.spec.get("leader") or {}
+        names: dict[str, int] = {}
+        for i, member in enumerate(team.spec.get("workers") or []):
+            name = member.get("name")
+            path = ("spec", "workers", i, "name")
+            if name == leader.get("name"):
+                yield diag(
+                    "R404",
+                    f"`{name}` is the leader of team `{team.name}` and cannot also be one of its workers",
+                    hint="remove it from `workers`, or choose another leader",
+                    **ctx.at(team, path),
+                )
+            elif name in names:
+                yield diag(
+                    "R402",
+                    f"team `{team.name}` lists worker `{name}` twice (first at workers[{names[name]}])",
+                    hint="worker names must be unique within a team",
+                    **ctx.at(team, path),
+                )
+            else:
+                names[name] = i
+        for agent_name, path in [(leader.get("name"), ("spec", "leader", "name"))] + [
+            (m.get("name"), ("spec", "workers", i, "name")) for i, m in enumerate(team.spec.get("workers") or [])
+        ]:
+            if agent_name in standalone:
+                yield diag(
+                    "R403",
+                    f"team member `{agent_name}` has the name of the standalone Worker `{agent_name}` "
+                    f"({standalone[agent_name].file}:{standalone[agent_name].line})",
+                    hint="rename the team member or the Worker: names identify credentials and must not collide",
+                    **ctx.at(team, path),
+                )
+
+
+def human_access(ctx: Context) -> Iterable[Diagnostic]:
+    members = {a.name: a.team for a in ctx.org.agents() if a.role in (Role.LEADER, Role.WORKER)}
+    for human in ctx.org.humans.values():
+        level = human.spec.get("permissionLevel")
+        teams = human.spec.get("accessibleTeams") or []
+        workers = human.spec.get("accessibleWorkers") or []
+        if level == 3 and teams:
+            yield diag(
+                "R408",
+                f"`{human.name}` has permissionLevel 3 (worker-only) but lists accessibleTeams",
+                hint="use permissionLevel 2 for team access, or remove accessibleTeams",
+                **ctx.at(human, ("spec", "accessibleTeams"), True),
+            )
+        if level == 1 and (teams or workers):
+            field = "accessibleTeams" if teams else "accessibleWorkers"
+            yield diag(
+                "R409",
+                f"`{human.name}` has permissionLevel 1, which reaches every team and worker; access lists are ignored",
+                hint="remove the access lists, or lower the level to 2",
+                **ctx.at(human, ("spec", field), True),
+            )
+        if level == 1:
+            continue
+        for i, team in enumerate(teams):
+            if team not in ctx.declared["Team"]:
+                yield diag(
+                    "R405",
+                    f"accessibleTeams names `{team}`, which is not a Team in this org",
+                    hint=_suggest(team, ctx.declared["Team"]) or "declare the Team, or remove the entry",
+                    **ctx.at(human, ("spec", "accessibleTeams", i)),
+                )
+        for i, worker in enumerate(workers):
+            if worker in ctx.declared["Worker"]:
+                continue
+            if worker in members:
+                hint = f"`{worker}` is a member of team `{members[worker]}`; grant the team instead: accessibleTeams: [{members[worker]}]"
+                message = f"accessibleWorkers names `{worker}`, a team member, not a standalone Worker"
+            else:
+                hint = _suggest(worker, ctx.declared["Worker"]) or "declare the Worker, or remove the entry"
+                message = f"accessibleWorkers names `{worker}`, which is not a Worker in this org"
+            yield diag("R406", message, hint=hint, **ctx.at(human, ("spec", "accessibleWorkers", i)))
+
+
+def team_humans(ctx: Context) -> Iterable[Diagnostic]:
+    humans = ctx.declared["Human"]
+    for team in ctx.org.teams.values():
+        admin = team.spec.get("admin") or {}
+        refs: list[tuple[str, tuple[str | int, ...]]] = []
+        if admin.get("name"):
+            refs.append((admin["name"], ("spec", "admin", "name")))
+        refs += [(m["name"], ("spec", "humanMembers", i, "name")) for i, m in enumerate(team.spec.get("humanMembers") or [])]
+        for name, path in refs:
+            if name not in humans:
+                yield diag(
+                    "R407",
+                    f"team `{team.name}` names the Human `{name}`, which is not declared",
+                    hint=_suggest(name, humans) or f"declare a Human named `{name}`",
+                    **ctx.at(team, path),
+                )
+        mxid = admin.get("matrixUserId")
+        human = ctx.org.humans.get(admin.get("name", ""))
+        if mxid and human is not None:
+            declared = human.annotation("matrix-user-id")
+            expected_local = human_localpart(human)
+            if (declared and mxid != declared) or (not declared and mxid.split(":", 1)[0] != f"@{expected_local}"):
+                yield diag(
+                    "R415",
+                    f"admin.matrixUserId `{mxid}` is not the Matrix ID of Human `{human.name}`",
+                    hint=f"remove matrixUserId (it is derived), or make it {declared or '@' + expected_local + ':<server>'}",
+                    **ctx.at(team, ("spec", "admin", "matrixUserId")),
+                )
+
+
+def single_manager(ctx: Context) -> Iterable[Diagnostic]:
+    managers = sorted(ctx.org.managers.values(), key=lambda r: (r.file, r.line))
+    for extra in managers[1:]:
+        yield diag(
+            "R410",
+            f"a second Manager `{extra.name}` is declared (first: `{managers[0].name}` at {managers[0].file}:{managers[0].line})",
+            hint="an org has at most one Manager; remove one",
+            **ctx.at(extra, ("metadata", "name")),
+        )
+
+
+def channel_policies(ctx: Context) -> Iterable[Diagnostic]:
+    known = {a.runtime_name for a in ctx.org.agents()} | {human_localpart(h) for h in ctx.org.humans.values()}
+    known |= {"manager", "admin"}
+    for owner, path, policy in _policies(ctx.org):
+        for list_name in POLICY_LISTS:
+            for i, entry in enumerate(policy.get(list_name) or []):
+                where = ctx.at(owner, (*path, list_name, i))
+                if entry.startswith("@"):
+                    if not MXID.match(entry):
+                        yield diag(
+                            "R411",
+                            f"`{entry}` is not a Matrix user ID",
+                            hint="write @localpart:server (e.g. @alice:matrix-local.hiclaw.io:8080) or a bare name",
+                            **where,
+                        )
+                elif not BARE.match(entry):
+                    yield diag("R411", f"`{entry}` is neither a Matrix user ID nor a bare name", hint="write @localpart:server or a bare lowercase name", **where)
+                elif entry not in known:
+                    yield diag(
+                        "R412",
+                        f"`{entry}` matches no agent or human of this org",
+                        hint=_suggest(entry, known) or "a bare name becomes @name:<server>; check the spelling",
+                        **where,
+                    )
+
+
+def packages(ctx: Context) -> Iterable[Diagnostic]:
+    for agent in ctx.org.agents():
+        pkg = agent.spec.get("package")
+        if not isinstance(pkg, str) or not pkg.startswith("file://"):
+            continue
+        rel = pkg[len("file://") :]
+        path = (*agent.path, "package")
+        normal = posixpath.normpath(rel)
+        if rel.startswith("/") or normal == ".." or normal.startswith("../") or ctx.escapes(normal):
+            yield diag(
+                "R413",
+                f"package `{pkg}` points outside the repository",
+                hint="keep packages inside the org repository and use a relative path such as file://./packages/agent.zip",
+                **ctx.at(agent.owner, path),
+            )
+
+
+def env_secrets(ctx: Context) -> Iterable[Diagnostic]:
+    for agent in ctx.org.agents():
+        for key, value in sorted((agent.spec.get("env") or {}).items()):
+            if not isinstance(value, str):
+                continue
+            shaped = any(p.search(value) for p in SECRET_SHAPES)
+            named = bool(SECRET_KEY_NAME.search(key)) and len(value) >= 16 and " " not in value
+            if shaped or named:
+                yield diag(
+                    "R414",
+                    f"env `{key}` of `{agent.name}` looks like a secret (value not shown)",
+                    hint="keep secrets out of git: let the gateway hold provider keys, or reference the secret store",
+                    **ctx.at(agent.owner, (*agent.path, "env", key)),
+                )
+
+
+def not_empty(ctx: Context) -> Iterable[Diagnostic]:
+    if not any(ctx.declared.values()):
+        yield diag("R416", "no Worker, Team, Human or Manager is declared", hint="an empty org is never applied implicitly")
+
+
+RULES: tuple[Rule, ...] = (
+    runtime_names,
+    team_members,
+    human_access,
+    team_humans,
+    single_manager,
+    channel_policies,
+    packages,
+    env_secrets,
+    not_empty,
+)
+
+
+def check(ctx: Context) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for rule in RULES:
+        out.extend(rule(ctx))
+    return out
+
+
+def _policies(org: Org) -> Iterable[tuple[Resource, tuple[str | int, ...], Mapping[str, Any]]]:
+    for res in org.workers.values():
+        if res.spec.get("channelPolicy"):
+            yield res, ("spec", "channelPolicy"), res.spec["channelPolicy"]
+    for team in org.teams.values():
+        if team.spec.get("channelPolicy"):
+            yield team, ("spec", "channelPolicy"), team.spec["channelPolicy"]
+    for agent in org.agents():
+        if agent.role in (Role.LEADER, Role.WORKER) and agent.spec.get("channelPolicy"):
+            yield agent.owner, (*agent.path, "channelPolicy"), agent.spec["channelPolicy"]
+
+
+def _name_path(agent: Agent) -> tuple[str | int, ...]:
+    if agent.role in (Role.LEADER, Role.WORKER):
+        return (*agent.path, "workerName" if agent.spec.get("workerName") else "name")
+    if agent.role is Role.STANDALONE and agent.spec.get("workerName"):
+        return ("spec", "workerName")
+    return ("metadata", "name")
+
+
+def _describe(agent: Agent) -> str:
+    if agent.role is Role.STANDALONE:
+        return f"Worker `{agent.name}`"
+    if agent.role is Role.MANAGER:
+        return f"Manager `{agent.name}`"
+    return f"{'leader' if agent.role is Role.LEADER else 'worker'} `{agent.name}` of team `{agent.team}`"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""

@@ -1,0 +1,214 @@
+"""Schema layer of validation: JSON Schema errors turned into located diagnostics with fix hints."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from gitops.diagnostics import Diagnostic, diag
+
+NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
+NAME_HINT = "use lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters"
+
+# Locate(path, key) -> (line, column) inside the document being checked.
+Locate = Callable[[Sequence[str | int], bool], tuple[int, int]]
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+# Hints for mistakes people make often, keyed by (last path element of the parent, field).
+_SPECIAL_UNKNOWN = {
+    ("leader", "runtime"): "team leaders always run the leader runtime (copaw upstream); remove `runtime`",
+    ("leader", "image"): "the leader's image follows the leader runtime; remove `image`",
+    ("leader", "skills"): "upstream leaders have no `skills`; give skills to the team's workers",
+    ("leader", "expose"): "upstream leaders cannot expose ports; expose them on a worker",
+}
+
+
+def schema_dir() -> Path:
+    """Where the kind schemas live: inside the installed package, or the repository's schemas/."""
+    packaged = Path(__file__).parent / "_schemas"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def validator_for(kind: str) -> Draft202012Validator:
+    schema = json.loads((schema_dir() / f"{kind.lower()}.schema.json").read_text("utf-8"))
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def json_path(path: Iterable[str | int]) -> str:
+    out = "$"
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return out
+
+
+def check(kind: str, data: Any, file: str, locate: Locate) -> list[Diagnostic]:
+    """Every schema violation of one document, each located at the offending key or value."""
+    validator = validator_for(kind)
+    found: list[Diagnostic] = []
+    seen: set[tuple[str, str]] = set()
+    for error in validator.iter_errors(data):
+        for d in _translate(error, file, locate):
+            if (d.path, d.message) not in seen:
+                seen.add((d.path, d.message))
+                found.append(d)
+    return found
+
+
+def _translate(e: ValidationError, file: str, locate: Locate) -> list[Diagnostic]:
+    path = list(e.absolute_path)
+    schema: dict[str, Any] = e.schema if isinstance(e.schema, dict) else {}
+    field = _field_label(path)
+
+    def at(p: Sequence[str | int], key: bool = False) -> dict[str, Any]:
+        line, column = locate(p, key)
+        return {"file": file, "line": line, "column": column, "path": json_path(p)}
+
+    kw = e.validator
+    if kw == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        parent = _field_label(path) if path else ""
+        out = []
+        for extra in sorted(set(e.instance) - set(allowed), key=str):
+            p = [*path, extra]
+            out.append(
+                diag(
+                    "S301",
+                    f"unknown field `{extra}`" + (f" in `{parent}`" if parent else ""),
+                    hint=_SPECIAL_UNKNOWN.get((parent, str(extra))) or _suggest(str(extra), allowed, "field"),
+                    **at(p, key=True),
+                )
+            )
+        return out
+    if kw == "required":
+        m = re.match(r"^'(.+)' is a required property$", e.message)
+        missing = m.group(1) if m else str(e.validator_value)
+        where = f"`{field}`" if path else "the document"
+        return [diag("S302", f"missing required field `{missing}` in {where}", hint=_describe(schema, missing), **at(path, key=True))]
+    if kw == "type":
+        want = e.validator_value if isinstance(e.validator_value, str) else e.validator_value[0]
+        got = _type_word(e.instance)
+        hint = ""
+        if want == "object" and isinstance(e.instance, str) and schema.get("properties"):
+            hint = f"write `{field}` as a mapping with fields: {', '.join(sorted(schema['properties']))}"
+            req = schema.get("required")
+            if req:
+                hint += f" (required: {', '.join(req)})"
+        elif want == "string" and isinstance(e.instance, (int, float, bool)):
+            hint = f'quote the value: "{_yaml_scalar(e.instance)}"'
+        return [diag("S303", f"`{field}` must be {_TYPE_WORDS.get(want, want)}, not {got}", hint=hint, **at(path))]
+    if kw in ("enum", "const"):
+        allowed_values = list(e.validator_value) if kw == "enum" else [e.validator_value]
+        shown = ", ".join(str(v) for v in allowed_values)
+        return [
+            diag(
+                "S304",
+                f"`{field}` is {e.instance!r}; allowed: {shown}",
+                hint=_suggest(str(e.instance), [str(v) for v in allowed_values], "value") or f"use one of: {shown}",
+                **at(path),
+            )
+        ]
+    if _is_name_rule(kw, schema):
+        return [diag("S305", f"`{field}` value {e.instance!r} is not a valid name", hint=NAME_HINT, **at(path))]
+    if kw == "propertyNames":
+        return [
+            diag(
+                "S306",
+                f"`{e.instance}` is not a valid key in `{field}`",
+                hint="environment variable names are letters, digits and '_', not starting with a digit",
+                **at([*path, e.instance], key=True),
+            )
+        ]
+    return [diag("S306", _constraint_message(e, field), hint=_constraint_hint(e, field), **at(path))]
+
+
+def _field_label(path: Sequence[str | int]) -> str:
+    """`mcpServers[1]` for list items, the key itself for mapping values."""
+    if not path:
+        return "document"
+    if isinstance(path[-1], int):
+        return f"{_field_label(path[:-1])}[{path[-1]}]"
+    return str(path[-1])
+
+
+def _is_name_rule(kw: Any, schema: dict[str, Any]) -> bool:
+    return kw in ("pattern", "maxLength", "minLength") and schema.get("pattern") == NAME_PATTERN
+
+
+def _constraint_message(e: ValidationError, field: str) -> str:
+    kw, value = e.validator, e.validator_value
+    if kw == "minimum":
+        return f"`{field}` is {e.instance}; the minimum is {value}"
+    if kw == "maximum":
+        return f"`{field}` is {e.instance}; the maximum is {value}"
+    if kw == "minItems":
+        return f"`{field}` needs at least {value} item{'s' if value != 1 else ''}"
+    if kw == "pattern":
+        return f"`{field}` value {e.instance!r} does not match the pattern {value}"
+    if kw == "format":
+        return f"`{field}` value {e.instance!r} is not a valid {value}"
+    if kw == "not" and isinstance(e.instance, str) and e.instance.startswith("nacos://"):
+        return f"`{e.instance}` is a remote skill, not a built-in skill name"
+    return f"`{field}`: {e.message}"
+
+
+def _constraint_hint(e: ValidationError, field: str) -> str:
+    if e.validator == "not" and isinstance(e.instance, str) and e.instance.startswith("nacos://"):
+        return "list nacos:// skills under `remoteSkills` with `source` and `skills`"
+    if e.validator == "pattern" and field == "source":
+        return "write the source as nacos://host[:port]/namespace-id"
+    return ""
+
+
+def _describe(schema: dict[str, Any], name: str) -> str:
+    prop = schema.get("properties", {}).get(name, {})
+    desc = prop.get("description", "") if isinstance(prop, dict) else ""
+    return f"add `{name}`" + (f": {desc.strip().splitlines()[0]}" if desc else "")
+
+
+def _suggest(word: str, choices: Sequence[str], what: str) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    if what == "field" and choices:
+        return f"allowed fields here: {', '.join(choices)}"
+    return ""
+
+
+def _type_word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return "empty" if value is None else type(value).__name__
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

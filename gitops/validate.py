@@ -1,0 +1,205 @@
+"""Validate: loaded documents → the org chart plus every diagnostic (envelope, schema, annotations, rules)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gitops import ANNOTATION_PREFIX, API_VERSION, KINDS, rules, schema
+from gitops.diagnostics import Diagnostic, diag, has_errors, sort_key
+from gitops.load import LoadResult
+from gitops.org import Org, Resource
+from gitops.yamlparse import Locator, ParsedDocument
+
+# Annotations this reconciler understands, with the values each accepts (None: any value, checked elsewhere).
+ANNOTATIONS: dict[str, tuple[str, ...] | None] = {
+    "prune": ("disabled", "enabled"),
+    "enforce-state": ("true", "false"),
+    "matrix-user-id": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    org: Org
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+
+class _Positions:
+    """Locates paths inside documents, composing files only when a diagnostic is actually reported."""
+
+    def __init__(self, loaded: LoadResult) -> None:
+        self._loaded = loaded
+        self._locator: Locator | None = None
+
+    def __call__(self, file: str, index: int, path: Sequence[str | int], key: bool = False) -> tuple[int, int]:
+        if self._locator is None:
+            self._locator = self._loaded.locator()
+        return self._locator.locate(file, index, path, key)
+
+
+def validate(loaded: LoadResult, strict: bool = False, escapes: Callable[[str], bool] | None = None) -> Validation:
+    """Check every document and the org as a whole; never stops at the first problem."""
+    positions = _Positions(loaded)
+    diagnostics = list(loaded.diagnostics)
+    declared: dict[str, set[str]] = {k: set() for k in KINDS}
+    tables: dict[str, dict[str, Resource]] = {k: {} for k in KINDS}
+    first_seen: dict[tuple[str, str], Resource] = {}
+
+    for doc in loaded.documents:
+        kind = _envelope(doc, strict, positions, diagnostics)
+        if kind is None:
+            continue
+        data = doc.data
+        meta = data.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(name, str):
+            declared[kind].add(name)
+
+        def locate(path: Sequence[str | int], key: bool, d: ParsedDocument = doc) -> tuple[int, int]:
+            return positions(d.file, d.index, path, key)
+
+        problems = schema.check(kind, data, doc.file, locate)
+        if "status" in data:
+            line, column = locate(["status"], True)
+            problems.append(
+                diag(
+                    "K204",
+                    "the `status` block is ignored; status is written by the reconciler, not read from the repository",
+                    file=doc.file,
+                    line=line,
+                    column=column,
+                    path="$.status",
+                    hint="remove `status` from the file",
+                )
+            )
+        annotations = meta.get("annotations") if isinstance(meta, dict) else None
+        if isinstance(annotations, dict):
+            problems.extend(_annotations(kind, annotations, doc.file, locate))
+        diagnostics.extend(problems)
+        if has_errors(problems) or not isinstance(name, str):
+            continue
+        res = Resource(kind, name, data["spec"], dict(annotations or {}), doc.file, doc.index, doc.line)
+        previous = first_seen.get((kind, name))
+        if previous is not None:
+            line, column = locate(["metadata", "name"], False)
+            diagnostics.append(
+                diag(
+                    "R401",
+                    f"{kind} `{name}` is declared twice (first at {previous.file}:{previous.line})",
+                    file=doc.file,
+                    line=line,
+                    column=column,
+                    path="$.metadata.name",
+                    hint="remove one of the two declarations, or rename one",
+                )
+            )
+            continue
+        first_seen[(kind, name)] = res
+        tables[kind][name] = res
+
+    org = Org(tables["Worker"], tables["Team"], tables["Human"], tables["Manager"])
+    ctx = rules.Context(
+        org=org,
+        declared=declared,
+        locate=lambda res, path, key: positions(res.file, res.index, path, key),
+        escapes=escapes or (lambda _path: False),
+    )
+    diagnostics.extend(rules.check(ctx))
+    return Validation(org, sorted(diagnostics, key=sort_key))
+
+
+def _envelope(
+    doc: ParsedDocument,
+    strict: bool,
+    positions: Callable[[str, int, Sequence[str | int], bool], tuple[int, int]],
+    out: list[Diagnostic],
+) -> str | None:
+    """The document's kind if it is ours to validate; otherwise report why not and return None."""
+    data: Any = doc.data
+    if not isinstance(data, dict):
+        out.append(
+            diag(
+                "Y106",
+                f"document {doc.index + 1} is {_what(data)}, not a mapping",
+                file=doc.file,
+                line=doc.line,
+                column=1,
+                hint="each document needs apiVersion, kind, metadata and spec",
+            )
+        )
+        return None
+    api, kind = data.get("apiVersion"), data.get("kind")
+    if api is None or kind is None:
+        missing = " and ".join(f"`{k}`" for k, v in (("apiVersion", api), ("kind", kind)) if v is None)
+        out.append(
+            diag("K201", f"document {doc.index + 1} has no {missing}", file=doc.file, line=doc.line, column=1,
+                 hint=f"start the document with apiVersion: {API_VERSION} and kind: Worker|Team|Human|Manager")
+        )
+        return None
+    if api != API_VERSION:
+        line, column = positions(doc.file, doc.index, ["apiVersion"], False)
+        close = isinstance(api, str) and api.lower().startswith("hiclaw.io/")
+        out.append(
+            diag(
+                "K202",
+                f"apiVersion `{api}` is not {API_VERSION}; the document is skipped",
+                file=doc.file, line=line, column=column, path="$.apiVersion",
+                hint=f"use apiVersion: {API_VERSION}" if close else "move non-HiClaw files out of the org root or list them in .hiclawignore",
+                severity="error" if strict or close else "warning",
+            )
+        )
+        return None
+    if kind not in KINDS:
+        line, column = positions(doc.file, doc.index, ["kind"], False)
+        match = [k for k in KINDS if isinstance(kind, str) and k.lower() == kind.lower()]
+        close = match or difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
+        out.append(
+            diag(
+                "K203",
+                f"unknown kind `{kind}`",
+                file=doc.file, line=line, column=column, path="$.kind",
+                hint=f"did you mean `{close[0]}`?" if close else "kind is one of: " + ", ".join(KINDS),
+            )
+        )
+        return None
+    return str(kind)
+
+
+def _annotations(
+    kind: str, annotations: dict[str, Any], file: str, locate: Callable[[Sequence[str | int], bool], tuple[int, int]]
+) -> list[Diagnostic]:
+    out = []
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not key.startswith(ANNOTATION_PREFIX):
+            continue
+        short = key[len(ANNOTATION_PREFIX):]
+        path = ["metadata", "annotations", key]
+        line, column = locate(path, True)
+        where = {"file": file, "line": line, "column": column, "path": schema.json_path(path)}
+        if short not in ANNOTATIONS:
+            close = difflib.get_close_matches(short, list(ANNOTATIONS), n=1, cutoff=0.6)
+            out.append(diag("K205", f"unknown annotation `{key}`",
+                            hint=f"did you mean `{ANNOTATION_PREFIX}{close[0]}`?" if close else "known: " + ", ".join(ANNOTATION_PREFIX + a for a in ANNOTATIONS), **where))
+            continue
+        allowed = ANNOTATIONS[short]
+        if allowed is not None and value not in allowed:
+            out.append(diag("K206", f"`{key}` is {value!r}; allowed: {', '.join(allowed)}", hint=f'quote the value, e.g. "{allowed[0]}"', **where))
+        if short == "matrix-user-id" and (kind != "Human" or not isinstance(value, str) or not rules.MXID.match(value)):
+            problem = "only applies to Humans" if kind != "Human" else f"{value!r} is not a Matrix user ID"
+            out.append(diag("K206", f"`{key}` {problem}", hint="use @localpart:server on a Human", **where))
+    return out
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
