@@ -11,9 +11,10 @@ from gitops.load import load
 from gitops.validate import validate
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "validate",
+        parents=[common],
         help="check the org chart (schema and org rules) without touching anything",
         description="Validate every Worker, Team, Human and Manager under PATH. Exit 0 when valid, 1 when not.",
     )
