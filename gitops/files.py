@@ -107,7 +107,15 @@ class DirectorySource:
             if ignored is not None and ignored.match_file(rel + ("/" if is_dir else "")):
                 continue
             if entry.is_symlink():
-                target = Path(entry.path).resolve()
+                try:
+                    target = Path(entry.path).resolve()
+                except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+                    if entry.name and is_yaml(entry.name):
+                        self._problems.append(
+                            diag("Y109", "cannot read file: its symbolic links form a loop", file=rel,
+                                 hint="point the link at a real file, or remove it")
+                        )
+                    continue
                 if not target.is_relative_to(self.root):
                     if entry.is_dir() or is_yaml(entry.name):
                         self._problems.append(
@@ -135,4 +143,7 @@ class DirectorySource:
         out.append(SourceFile(rel, git_blob_id(content), lambda c=content: c))  # type: ignore[misc]
 
     def escapes(self, relative: str) -> bool:
-        return not (self.root / relative).resolve().is_relative_to(self.root)
+        try:
+            return not (self.root / relative).resolve().is_relative_to(self.root)
+        except (OSError, RuntimeError):  # a symlink loop: cannot be shown to stay inside, so refuse it
+            return True

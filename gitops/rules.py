@@ -44,6 +44,7 @@ class Context:
     declared: Mapping[str, set[str]]  # kind -> names declared, valid or not (avoids cascading errors)
     locate: Locate
     escapes: Callable[[str], bool]
+    unreadable: bool = False  # some file or document could not be read: its resources are unknown, not absent
 
     def at(self, res: Resource, path: Sequence[str | int], key: bool = False) -> dict[str, Any]:
         line, column = self.locate(res, path, key)
@@ -58,6 +59,8 @@ def runtime_names(ctx: Context) -> Iterable[Diagnostic]:
     for agent in ctx.org.agents():
         rt = agent.runtime_name
         first = seen.get(rt)
+        if first is not None and _reported_elsewhere(first, agent):
+            continue
         if agent.role is not Role.MANAGER and rt == "manager":
             yield diag(
                 "R402",
@@ -66,9 +69,10 @@ def runtime_names(ctx: Context) -> Iterable[Diagnostic]:
                 **ctx.at(agent.owner, _name_path(agent)),
             )
         elif first is not None:
+            line, _ = ctx.locate(first.owner, _name_path(first), False)
             yield diag(
                 "R402",
-                f"runtime name `{rt}` is already used by {_describe(first)} ({first.owner.file}:{first.owner.line})",
+                f"runtime name `{rt}` is already used by {_describe(first)} ({first.owner.file}:{line})",
                 hint="every agent needs its own runtime name: it becomes its container, Matrix account and storage prefix",
                 **ctx.at(agent.owner, _name_path(agent)),
             )
@@ -257,7 +261,7 @@ def env_secrets(ctx: Context) -> Iterable[Diagnostic]:
 
 
 def not_empty(ctx: Context) -> Iterable[Diagnostic]:
-    if not any(ctx.declared.values()):
+    if not ctx.unreadable and not any(ctx.declared.values()):
         yield diag("R416", "no Worker, Team, Human or Manager is declared", hint="an empty org is never applied implicitly")
 
 
@@ -299,6 +303,14 @@ def _name_path(agent: Agent) -> tuple[str | int, ...]:
     if agent.role is Role.STANDALONE and agent.spec.get("workerName"):
         return ("spec", "workerName")
     return ("metadata", "name")
+
+
+def _reported_elsewhere(first: Agent, second: Agent) -> bool:
+    """A runtime-name clash that a more specific rule already reports: one member listed twice in a team
+    (team_members: R404 or R402) or a second Manager (single_manager: R410)."""
+    if first.role is Role.MANAGER and second.role is Role.MANAGER:
+        return True
+    return first.team is not None and first.team == second.team and first.name == second.name
 
 
 def _describe(agent: Agent) -> str:

@@ -105,15 +105,14 @@ def _translate(e: ValidationError, file: str, locate: Locate) -> list[Diagnostic
     if kw == "type":
         want = e.validator_value if isinstance(e.validator_value, str) else e.validator_value[0]
         got = _type_word(e.instance)
-        hint = ""
-        if want == "object" and isinstance(e.instance, str) and schema.get("properties"):
-            hint = f"write `{field}` as a mapping with fields: {', '.join(sorted(schema['properties']))}"
-            req = schema.get("required")
-            if req:
-                hint += f" (required: {', '.join(req)})"
-        elif want == "string" and isinstance(e.instance, (int, float, bool)):
-            hint = f'quote the value: "{_yaml_scalar(e.instance)}"'
-        return [diag("S303", f"`{field}` must be {_TYPE_WORDS.get(want, want)}, not {got}", hint=hint, **at(path))]
+        return [
+            diag(
+                "S303",
+                f"`{field}` must be {_TYPE_WORDS.get(want, want)}, not {got}",
+                hint=_type_hint(want, e.instance, schema, field),
+                **at(path),
+            )
+        ]
     if kw in ("enum", "const"):
         allowed_values = list(e.validator_value) if kw == "enum" else [e.validator_value]
         shown = ", ".join(str(v) for v in allowed_values)
@@ -127,7 +126,8 @@ def _translate(e: ValidationError, file: str, locate: Locate) -> list[Diagnostic
         ]
     if _is_name_rule(kw, schema):
         return [diag("S305", f"`{field}` value {e.instance!r} is not a valid name", hint=NAME_HINT, **at(path))]
-    if kw == "propertyNames":
+    if kw == "propertyNames" or list(e.relative_schema_path)[-2:-1] == ["propertyNames"]:
+        # jsonschema reports a bad key as the failing keyword inside propertyNames, at the parent's path
         return [
             diag(
                 "S306",
@@ -170,11 +170,51 @@ def _constraint_message(e: ValidationError, field: str) -> str:
 
 
 def _constraint_hint(e: ValidationError, field: str) -> str:
-    if e.validator == "not" and isinstance(e.instance, str) and e.instance.startswith("nacos://"):
+    kw, value = e.validator, e.validator_value
+    schema: dict[str, Any] = e.schema if isinstance(e.schema, dict) else {}
+    if kw == "not" and isinstance(e.instance, str) and e.instance.startswith("nacos://"):
         return "list nacos:// skills under `remoteSkills` with `source` and `skills`"
-    if e.validator == "pattern" and field == "source":
+    if kw == "pattern" and field == "source":
         return "write the source as nacos://host[:port]/namespace-id"
-    return ""
+    if kw in ("minimum", "maximum"):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None and high is not None:
+            return f"use a value from {low} to {high}"
+        return f"use a value of at least {low}" if kw == "minimum" else f"use a value of at most {high}"
+    if kw == "minItems":
+        return f"add at least {value} item{'s' if value != 1 else ''}, or remove `{field}`"
+    if kw == "format" and value == "email":
+        return "write an address such as name@example.com"
+    if kw == "pattern":
+        return f"write a value matching {value}"
+    return f"see the schema's description of `{field}`" + (f": {schema['description']}" if schema.get("description") else "")
+
+
+def _type_hint(want: str, value: Any, schema: dict[str, Any], field: str) -> str:
+    """How to write the value with the type the schema wants, from what was written."""
+    if want == "object" and isinstance(value, str) and schema.get("properties"):
+        hint = f"write `{field}` as a mapping with fields: {', '.join(sorted(schema['properties']))}"
+        req = schema.get("required")
+        return hint + (f" (required: {', '.join(req)})" if req else "")
+    if want == "string" and isinstance(value, bool):
+        return "quote the value: unquoted true/false/yes/no/on/off are booleans in YAML"
+    if want == "string" and isinstance(value, (int, float)):
+        return f'quote the value: "{_yaml_scalar(value)}"'
+    if want in ("integer", "number") and isinstance(value, str) and _is_number(value, want):
+        return f"remove the quotes: {value.strip()}"
+    if want == "boolean" and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return f"remove the quotes: {value.strip().lower()}"
+    if want == "array" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"write a list, e.g. [{_yaml_scalar(value)}]"
+    return f"write {_TYPE_WORDS.get(want, want)}"
+
+
+def _is_number(text: str, want: str) -> bool:
+    try:
+        int(text) if want == "integer" else float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(schema: dict[str, Any], name: str) -> str:

@@ -110,6 +110,7 @@ def validate(loaded: LoadResult, strict: bool = False, escapes: Callable[[str], 
         declared=declared,
         locate=lambda res, path, key: positions(res.file, res.index, path, key),
         escapes=escapes or (lambda _path: False),
+        unreadable=has_errors(diagnostics),
     )
     diagnostics.extend(rules.check(ctx))
     return Validation(org, sorted(diagnostics, key=sort_key))
@@ -188,12 +189,18 @@ def _annotations(
             out.append(diag("K205", f"unknown annotation `{key}`",
                             hint=f"did you mean `{ANNOTATION_PREFIX}{close[0]}`?" if close else "known: " + ", ".join(ANNOTATION_PREFIX + a for a in ANNOTATIONS), **where))
             continue
+        if short == "matrix-user-id" and kind != "Human":
+            out.append(diag("K206", f"`{key}` only applies to Humans", hint="remove it: only a Human has a Matrix account of its own", **where))
+            continue
+        if not isinstance(value, str):
+            continue  # the schema reports the type (S303): annotation values are strings
+        line, column = locate(path, False)
+        at_value = {**where, "line": line, "column": column}
         allowed = ANNOTATIONS[short]
         if allowed is not None and value not in allowed:
-            out.append(diag("K206", f"`{key}` is {value!r}; allowed: {', '.join(allowed)}", hint=f'quote the value, e.g. "{allowed[0]}"', **where))
-        if short == "matrix-user-id" and (kind != "Human" or not isinstance(value, str) or not rules.MXID.match(value)):
-            problem = "only applies to Humans" if kind != "Human" else f"{value!r} is not a Matrix user ID"
-            out.append(diag("K206", f"`{key}` {problem}", hint="use @localpart:server on a Human", **where))
+            out.append(diag("K206", f"`{key}` is {value!r}; allowed: {', '.join(allowed)}", hint=f"use one of: {', '.join(allowed)}", **at_value))
+        if short == "matrix-user-id" and not rules.MXID.match(value):
+            out.append(diag("K206", f"`{key}` {value!r} is not a Matrix user ID", hint="write @localpart:server, e.g. @john:matrix.example.com", **at_value))
     return out
 
 

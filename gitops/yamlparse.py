@@ -72,25 +72,27 @@ def _check_expansion(root: Node) -> None:
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
-    def size(node: Node) -> int:
+    def size(node: Node, via: yaml.Mark) -> int:
+        # `via` is where the node is referenced from: for an alias, the key holding it (an alias shares
+        # its anchor's node, so the anchor's own mark would point at the wrong line).
         key = id(node)
         if key in sizes:
             return sizes[key]
         if key in active:
-            raise _AliasBomb(node.start_mark, "an alias refers to the node that contains it")
+            raise _AliasBomb(via, "an alias refers to the node that contains it")
         active.add(key)
         total = 1
         if isinstance(node, SequenceNode):
-            total += sum(size(child) for child in node.value)
+            total += sum(size(child, node.start_mark) for child in node.value)
         elif isinstance(node, MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
+            total += sum(size(k, k.start_mark) + size(v, k.start_mark) for k, v in node.value)
         active.discard(key)
         if total > MAX_EXPANDED_NODES:
             raise _AliasBomb(node.start_mark, f"aliases expand to more than {MAX_EXPANDED_NODES:,} nodes")
         sizes[key] = total
         return total
 
-    size(root)
+    size(root, root.start_mark)
 
 
 def decode(file: str, content: bytes, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, list[Diagnostic]]:
@@ -164,15 +166,29 @@ def parse(file: str, content: bytes, max_bytes: int = MAX_FILE_BYTES) -> tuple[l
         mark = exc.problem_mark or exc.context_mark
         return [], [_marked("Y107", f"{exc.problem}", file, mark, "use plain YAML data: mappings, lists, strings, numbers, booleans")]
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
-        return [], [_marked("Y101", what or "invalid YAML", file, mark, "check indentation, quoting and `:` / `-` placement")]
+        return [], [_syntax_error(file, text, exc)]
     except yaml.YAMLError as exc:  # e.g. reader errors on control characters
         mark = getattr(exc, "problem_mark", None)
         return [], [_marked("Y101", str(exc).splitlines()[0], file, mark, "remove control characters from the file")]
     finally:
         loader.dispose()
     return docs, []
+
+
+def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+    """Y101 at the problem mark; the message names where an unclosed construct began, the hint spots tabs."""
+    mark = exc.problem_mark or exc.context_mark
+    context = exc.context or ""
+    start = exc.context_mark
+    if context and start is not None and mark is not None and start.line != mark.line:
+        context += f" started on line {start.line + 1}"
+    what = ": ".join(p for p in (context, exc.problem) if p)
+    hint = "check indentation, quoting and `:` / `-` placement"
+    if mark is not None:
+        lines = text.splitlines()
+        if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+            hint = "indent with spaces: YAML does not allow tab characters in indentation"
+    return _marked("Y101", what or "invalid YAML", file, mark, hint)
 
 
 def _marked(code: str, message: str, file: str, mark: yaml.Mark | None, hint: str) -> Diagnostic:

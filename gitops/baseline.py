@@ -1,0 +1,44 @@
+"""Baselines: what a plan compares desired state against — another commit or directory, the state store, or live.
+
+Every baseline has the same shape: managed objects by key, the org snapshot they came from (for org-level
+summaries), the access report, and a label saying where it came from. Live observation (backends) plugs
+in through `Baseline` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops.objects import ManagedObject
+from gitops.state import StateStore
+
+ORG_SNAPSHOT = "org_snapshot"
+ACCESS_SNAPSHOT = "access_snapshot"
+LAST_COMMIT = "last_applied_commit"
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    kind: str  # live | state | commit | directory | empty
+    label: str
+    objects: Mapping[str, ManagedObject]
+    org: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    access: frozenset[tuple[str, str, str]] = frozenset()
+
+
+def empty() -> Baseline:
+    return Baseline("empty", "nothing applied yet", {})
+
+
+def from_state(store: StateStore) -> Baseline:
+    """The inventory of what this reconciler applied, with the org and access of the last applied commit."""
+    access = store.get_meta(ACCESS_SNAPSHOT, [])
+    return Baseline(
+        "state",
+        store.get_meta(LAST_COMMIT, "") or "state store",
+        store.inventory(),
+        store.get_meta(ORG_SNAPSHOT, {}),
+        frozenset(tuple(e) for e in access),  # type: ignore[misc]
+    )

@@ -1,0 +1,91 @@
+"""`hiclaw-gitops plan`: what would change, as a reviewable plan (text, markdown or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gitops import engine
+from gitops import baseline as baselines
+from gitops.commands._common import load_settings, org_root, report
+from gitops.files import DirectorySource, FileSource
+from gitops.settings import Settings
+from gitops.state import StateStore
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "plan",
+        parents=[common],
+        help="show what applying the org chart would change",
+        description="Compile the org chart under PATH and compare it with a baseline: --base (another commit "
+        "or directory, offline), else the state store of what was applied. Exit codes with --detailed-exitcode: "
+        "0 no changes, 2 changes, 1 error.",
+    )
+    p.add_argument("path", nargs="?", default=None, help="org directory (default: --path, else .)")
+    p.add_argument("--base", metavar="REF|PATH", help="compare against a git ref of PATH's repository, or a directory")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for `apply FILE`")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
+    p.add_argument("--strict", action="store_true", help="foreign apiVersions are errors")
+    p.set_defaults(func=run)
+
+
+def base_source(base: str, head_root: Path) -> tuple[FileSource, str, str]:
+    """A directory, or a git ref of the repository containing the head directory (read from the commit tree)."""
+    if Path(base).is_dir():
+        src = DirectorySource(base)
+        return src, "directory", ""
+    from gitops import gitsource
+
+    source, commit = gitsource.ref_source(head_root, base)
+    return source, "commit", commit
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    root = org_root(args, settings)
+    if not root.is_dir():
+        print(f"hiclaw-gitops: {root}: not a directory", file=sys.stderr)
+        return 1
+    head = engine.read_org(DirectorySource(root), strict=args.strict)
+    report(head.validation.diagnostics, args.color)
+    if not head.ok:
+        return 1
+    offline = bool(args.base) or not settings.providers
+    if args.base:
+        try:
+            src, kind, commit = base_source(args.base, root)
+        except (LookupError, ValueError, OSError) as exc:
+            print(f"hiclaw-gitops: cannot read base {args.base!r}: {exc}", file=sys.stderr)
+            return 1
+        base_read = engine.read_org(src, strict=args.strict, head=commit)
+        if not base_read.ok:
+            print(f"hiclaw-gitops: note: the base {args.base} has validation errors; its valid part is compared",
+                  file=sys.stderr)
+        current = engine.baseline_of(base_read, _offline(settings), kind)
+    else:
+        state_dir = Path(args.state_dir or settings.state_dir)
+        current = baselines.from_state(StateStore(state_dir)) if StateStore.exists(state_dir) else baselines.empty()
+    result = engine.plan(head, settings, current, all_providers=offline)
+    data = result.to_dict()
+    if args.out:
+        Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    sys.stdout.write(render(data, args.format, args.color))
+    if args.detailed_exitcode and result.has_changes:
+        return 2
+    return 0
+
+
+def _offline(settings: Settings) -> Settings:
+    return settings.with_all_providers()
+
+
+def render(data: dict[str, object], fmt: str, color: bool) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    from gitops.views import render as render_view
+
+    return render_view(data, fmt, color=color)

@@ -1,0 +1,135 @@
+"""The pipeline in one place: source → load → validate → compile → baseline → plan (→ apply → verify).
+
+Each stage is a function of values; this module only sequences them. Commands and the daemon call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gitops import baseline as baselines
+from gitops.compile import compile_org
+from gitops.files import FileSource
+from gitops.load import LoadResult, ParseCache, load
+from gitops.objects import DesiredState, Provider
+from gitops.plan import Action, Plan, make_plan
+from gitops.settings import PruneSettings, Settings
+from gitops.state import org_snapshot
+from gitops.validate import Validation, validate
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRead:
+    """A validated org chart and where it came from."""
+
+    head: str
+    loaded: LoadResult
+    validation: Validation
+
+    @property
+    def ok(self) -> bool:
+        return self.validation.ok
+
+
+def read_org(source: FileSource, cache: ParseCache | None = None, strict: bool = False, head: str = "") -> OrgRead:
+    loaded = load(source, cache)
+    validation = validate(loaded, strict=strict, escapes=source.escapes)
+    return OrgRead(head or digest(loaded), loaded, validation)
+
+
+def digest(loaded: LoadResult) -> str:
+    """A content digest of a directory's org files: `dir:<16 hex>`, stable across machines."""
+    h = hashlib.sha256()
+    for path in sorted(loaded.files):
+        h.update(f"{path}\0{loaded.files[path].blob_id}\n".encode())
+    return "dir:" + h.hexdigest()[:16]
+
+
+def desired_state(read: OrgRead, settings: Settings) -> DesiredState:
+    return compile_org(read.validation.org, settings)
+
+
+def access_entries(report: Any) -> frozenset[tuple[str, str, str]]:
+    """The access report as a set of (sender, receiver, channel)."""
+    if report is None:
+        return frozenset()
+    entries: Iterable[Any] = getattr(report, "entries", report)
+    return frozenset((str(e[0]), str(e[1]), str(e[2])) for e in entries)
+
+
+def baseline_of(read: OrgRead, settings: Settings, kind: str) -> baselines.Baseline:
+    """Another commit's or directory's desired state, as an offline baseline."""
+    desired = desired_state(read, settings)
+    return baselines.Baseline(
+        kind, read.head, desired.objects, org_snapshot(read.validation.org.resources()), access_entries(desired.access)
+    )
+
+
+def prune_guard(desired: DesiredState, current: baselines.Baseline, prune: PruneSettings) -> dict[str, Any]:
+    """Refuse mass deletions and an implicit empty org (SPEC §5.4). Deleting one agent is never 'mass'."""
+
+    def agents(objects: Iterable[Any]) -> set[str]:
+        return {o.name for o in objects if o.provider is Provider.RUNTIME and o.type == "container"} | {
+            o.name for o in objects if o.provider is Provider.MATRIX and o.type == "user" and o.spec.get("kind") == "agent"
+        }
+
+    before = agents(current.objects.values())
+    after = agents(desired.objects.values())
+    deleted = sorted(before - after)
+    total = len(before)
+    reasons = []
+    if current.objects and not desired.objects:
+        reasons.append("the desired state is empty; an empty org is never applied implicitly")
+    if len(deleted) > prune.max_agents:
+        reasons.append(f"{len(deleted)} agent identities would be deleted (limit {prune.max_agents})")
+    elif total and len(deleted) >= 2 and len(deleted) / total > prune.max_fraction:
+        reasons.append(
+            f"{len(deleted)} of {total} agent identities would be deleted "
+            f"(more than {prune.max_fraction:.0%})"
+        )
+    return {"tripped": bool(reasons), "reasons": reasons, "deleted_agents": deleted}
+
+
+def plan(
+    read: OrgRead,
+    settings: Settings,
+    current: baselines.Baseline,
+    desired: DesiredState | None = None,
+    all_providers: bool = False,
+) -> Plan:
+    """Plan the head org against a baseline. With all_providers, disabled providers are planned too (offline)."""
+    effective = settings.with_all_providers() if all_providers else settings
+    desired = desired or desired_state(read, effective)
+    after = access_entries(desired.access)
+    guard = prune_guard(desired, current, settings.prune)
+    warnings = list(desired.notes) if not all_providers else []
+    if guard["tripped"]:
+        warnings.append("prune guard: " + "; ".join(guard["reasons"]) + " — apply refuses without --allow-mass-delete")
+    result = make_plan(
+        desired=desired.objects,
+        current=current.objects,
+        head=read.head,
+        base=current.label,
+        compared_against=current.kind,
+        providers=effective.providers,
+        disabled_notes={p.value: "no settings section" for p in Provider},
+        old_org=current.org,
+        new_org=org_snapshot(read.validation.org.resources()),
+        access_gained=after - current.access,
+        access_lost=current.access - after,
+        warnings=warnings,
+        guard=guard,
+    )
+    kept = [c.key for c in result.changes if c.action is Action.NOOP and c.reason.startswith("no longer declared")]
+    if kept:
+        result = _with_warning(result, f"{len(kept)} object(s) no longer declared are kept: prune disabled")
+    return result
+
+
+def _with_warning(p: Plan, warning: str) -> Plan:
+    from dataclasses import replace
+
+    return replace(p, warnings=(*p.warnings, warning))

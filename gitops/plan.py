@@ -1,0 +1,376 @@
+"""Plan: the difference between desired state and a baseline, as one immutable, versioned value.
+
+`make_plan` does no I/O. Views render `Plan.to_dict()`; the applier executes `Plan.changes` and never
+re-decides what changes. Secret values never enter a plan: specs carry only `secret://` references,
+and `redact` masks anything secret-shaped that an observation might have brought in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from gitops.objects import SECRET_PREFIX, ManagedObject, Provider, canonical_json
+
+FORMAT_VERSION = 1
+REDACTED = "(redacted)"
+
+# Fields whose change cannot be applied in place: the object is deleted and created again.
+REPLACE_ON: dict[tuple[str, str], frozenset[str]] = {
+    ("runtime", "container"): frozenset({"image", "env", "runtime", "ports", "labels", "network", "restart_policy"}),
+    ("matrix", "room"): frozenset({"alias"}),
+    ("gateway", "service-source"): frozenset({"type"}),
+}
+_SECRET_KEYS = re.compile(r"(password|secret|token|apikey|api_key|credential|private)", re.IGNORECASE)
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "noop"
+
+
+SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "±", Action.DELETE: "-", Action.NOOP: " "}
+
+
+@dataclass(frozen=True, slots=True)
+class DiffItem:
+    op: str  # "add" | "remove" | "change"
+    path: str
+    old: Any = None
+    new: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "path": self.path, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    key: str
+    action: Action
+    owner: str
+    reason: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    diff: tuple[DiffItem, ...] = ()
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def provider(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def type(self) -> str:
+        return self.key.split("/", 2)[1]
+
+    @property
+    def name(self) -> str:
+        return self.key.split("/", 2)[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "provider": self.provider,
+            "type": self.type,
+            "name": self.name,
+            "action": self.action.value,
+            "owner": self.owner,
+            "reason": self.reason,
+            "before": self.before,
+            "after": self.after,
+            "diff": [d.to_dict() for d in self.diff],
+            "depends_on": list(self.depends_on),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Change:
+        return cls(
+            key=d["key"],
+            action=Action(d["action"]),
+            owner=d["owner"],
+            reason=d["reason"],
+            before=d.get("before"),
+            after=d.get("after"),
+            diff=tuple(DiffItem(i["op"], i["path"], i.get("old"), i.get("new")) for i in d.get("diff", ())),
+            depends_on=tuple(d.get("depends_on", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSummary:
+    """Org-level view of one resource: `alice: created`, `frontend-team: +worker bob; peerMentions true → false`."""
+
+    ref: str
+    status: str  # created | updated | deleted | affected
+    details: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "status": self.status, "details": list(self.details)}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    head: str
+    base: str
+    compared_against: str  # live | state | commit | directory | empty
+    fingerprint: str
+    providers: Mapping[str, str]  # provider -> "enabled" | "disabled: why"
+    changes: tuple[Change, ...]
+    summaries: tuple[ResourceSummary, ...] = ()
+    access_gained: tuple[tuple[str, str, str], ...] = ()
+    access_lost: tuple[tuple[str, str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+    guard: Mapping[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.NOOP for c in self.changes)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action is action)
+
+    def counts(self) -> dict[str, int]:
+        return {a.value: self.count(a) for a in Action if a is not Action.NOOP}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "head": self.head,
+            "base": self.base,
+            "compared_against": self.compared_against,
+            "fingerprint": self.fingerprint,
+            "providers": dict(self.providers),
+            "counts": self.counts(),
+            "summaries": [s.to_dict() for s in self.summaries],
+            "access": {
+                "gained": [list(e) for e in self.access_gained],
+                "lost": [list(e) for e in self.access_lost],
+            },
+            "warnings": list(self.warnings),
+            "guard": dict(self.guard),
+            "changes": [c.to_dict() for c in self.changes if c.action is not Action.NOOP],
+            "unchanged": sum(1 for c in self.changes if c.action is Action.NOOP),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Plan:
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"plan format {d.get('format_version')!r} is not {FORMAT_VERSION}")
+        return cls(
+            head=d["head"],
+            base=d["base"],
+            compared_against=d["compared_against"],
+            fingerprint=d["fingerprint"],
+            providers=d["providers"],
+            changes=tuple(Change.from_dict(c) for c in d["changes"]),
+            summaries=tuple(ResourceSummary(s["ref"], s["status"], tuple(s["details"])) for s in d["summaries"]),
+            access_gained=tuple(tuple(e) for e in d["access"]["gained"]),  # type: ignore[misc]
+            access_lost=tuple(tuple(e) for e in d["access"]["lost"]),  # type: ignore[misc]
+            warnings=tuple(d["warnings"]),
+            guard=d.get("guard", {}),
+        )
+
+
+# Diffing ----------------------------------------------------------------------------------------------
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Mask secret-shaped values (never `secret://` references, which name a secret without revealing it)."""
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str) and key and _SECRET_KEYS.search(key) and value and not value.startswith(SECRET_PREFIX):
+        return REDACTED
+    return value
+
+
+def diff_specs(old: Any, new: Any, path: str = "") -> list[DiffItem]:
+    """Structural difference: mappings by key, lists of scalars as sets (add/remove), anything else as change."""
+    if old == new:
+        return []
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[DiffItem] = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old:
+                out.append(DiffItem("add", sub, None, new[k]))
+            elif k not in new:
+                out.append(DiffItem("remove", sub, old[k], None))
+            else:
+                out.extend(diff_specs(old[k], new[k], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and _scalars(old) and _scalars(new):
+        removed = [v for v in old if v not in new]
+        added = [v for v in new if v not in old]
+        if removed or added:
+            return [DiffItem("remove", path, v, None) for v in removed] + [DiffItem("add", path, None, v) for v in added]
+        return [DiffItem("change", path, old, new)]  # same members, other order
+    return [DiffItem("change", path, old, new)]
+
+
+def _scalars(items: Sequence[Any]) -> bool:
+    return all(not isinstance(v, (Mapping, list)) for v in items)
+
+
+def _top(path: str) -> str:
+    return path.split(".", 1)[0].split("[", 1)[0]
+
+
+def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> Change:
+    """The change that turns `current` (baseline) into `desired`."""
+    if desired is None and current is None:
+        raise ValueError("nothing to compare")
+    if current is None:
+        assert desired is not None
+        return Change(desired.key, Action.CREATE, desired.owner, "declared, not present", None,
+                      redact(desired.spec), (), desired.depends_on)
+    if desired is None:
+        if not current.prune:
+            return Change(current.key, Action.NOOP, current.owner, "no longer declared; kept (prune disabled)",
+                          redact(current.spec), redact(current.spec), (), current.depends_on)
+        return Change(current.key, Action.DELETE, current.owner, "no longer declared", redact(current.spec), None,
+                      (), current.depends_on)
+    if desired.hash == current.hash:
+        return Change(desired.key, Action.NOOP, desired.owner, "up to date", None, None, (), desired.depends_on)
+    items = tuple(diff_specs(redact(current.spec), redact(desired.spec)))
+    changed = sorted({_top(i.path) for i in items})
+    forcing = REPLACE_ON.get((desired.provider.value, desired.type), frozenset())
+    replace = [p for p in changed if p in forcing]
+    if replace:
+        return Change(desired.key, Action.REPLACE, desired.owner, f"{', '.join(replace)} changed: must be re-created",
+                      redact(current.spec), redact(desired.spec), items, desired.depends_on)
+    return Change(desired.key, Action.UPDATE, desired.owner, f"{', '.join(changed) or 'spec'} changed",
+                  redact(current.spec), redact(desired.spec), items, desired.depends_on)
+
+
+def fingerprint(objects: Mapping[str, ManagedObject]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(objects):
+        h.update(f"{key}={objects[key].hash}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def diff_objects(desired: Mapping[str, ManagedObject], current: Mapping[str, ManagedObject]) -> tuple[Change, ...]:
+    keys = sorted(set(desired) | set(current))
+    return tuple(change_for(desired.get(k), current.get(k)) for k in keys)
+
+
+# Org-level summaries ----------------------------------------------------------------------------------
+
+# Lists of named entries, summarised as `+worker bob` / `-worker bob` / `worker bob: model a → b`.
+_NAMED_LISTS = {"workers": "worker", "humanMembers": "human member", "mcpServers": "mcp server", "expose": "port"}
+
+
+def summarise(
+    old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]], changes: Iterable[Change]
+) -> tuple[ResourceSummary, ...]:
+    """Per org resource (`Kind/name` → spec): created, deleted, updated with details, or affected by others."""
+    out: list[ResourceSummary] = []
+    touched = {c.owner for c in changes if c.action is not Action.NOOP}
+    for ref in sorted(set(old) | set(new)):
+        if ref not in old:
+            out.append(ResourceSummary(ref, "created"))
+        elif ref not in new:
+            out.append(ResourceSummary(ref, "deleted"))
+        elif old[ref] != new[ref]:
+            out.append(ResourceSummary(ref, "updated", tuple(describe_spec_change(old[ref], new[ref]))))
+        elif ref in touched:
+            out.append(ResourceSummary(ref, "affected", ("objects change because of other resources",)))
+    return tuple(out)
+
+
+def describe_spec_change(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        label = f"{prefix}{k}"
+        if k in _NAMED_LISTS and _named(a) and _named(b):
+            out.extend(_describe_named(_NAMED_LISTS[k], a or [], b or [], prefix))
+        elif isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.extend(describe_spec_change(a, b, f"{label}."))
+        elif isinstance(a, list) and isinstance(b, list) and _scalars(a) and _scalars(b):
+            out.extend([f"+{label} {v}" for v in b if v not in a] + [f"-{label} {v}" for v in a if v not in b])
+        elif a is None:
+            out.append(f"{label} set to {_short(b)}")
+        elif b is None:
+            out.append(f"{label} removed (was {_short(a)})")
+        else:
+            out.append(f"{label} {_short(a)} → {_short(b)}")
+    return out
+
+
+def _named(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, Mapping) for v in value))
+
+
+def _entry_name(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("name", entry.get("port", "?")))
+
+
+def _describe_named(what: str, old: list[Mapping[str, Any]], new: list[Mapping[str, Any]], prefix: str) -> list[str]:
+    a = {_entry_name(e): e for e in old}
+    b = {_entry_name(e): e for e in new}
+    out = [f"+{what} {n}" for n in b if n not in a] + [f"-{what} {n}" for n in a if n not in b]
+    for n in b:
+        if n in a and a[n] != b[n]:
+            out.extend(describe_spec_change(a[n], b[n], f"{what} {n}: "))
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if "\n" in value or len(value) > 60:
+            return f"({len(value.splitlines())} lines)" if "\n" in value else value[:57] + "..."
+        return value
+    text = canonical_json(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def make_plan(
+    *,
+    desired: Mapping[str, ManagedObject],
+    current: Mapping[str, ManagedObject],
+    head: str,
+    base: str,
+    compared_against: str,
+    providers: Iterable[Provider],
+    disabled_notes: Mapping[str, str],
+    old_org: Mapping[str, Mapping[str, Any]],
+    new_org: Mapping[str, Mapping[str, Any]],
+    access_gained: Iterable[tuple[str, str, str]] = (),
+    access_lost: Iterable[tuple[str, str, str]] = (),
+    warnings: Iterable[str] = (),
+    guard: Mapping[str, Any] | None = None,
+) -> Plan:
+    """Compare desired with current and assemble the plan. Pure."""
+    enabled = {p.value for p in providers}
+    changes = diff_objects(desired, current)
+    provider_state = {
+        p.value: "enabled" if p.value in enabled else f"disabled: {disabled_notes.get(p.value, 'not configured')}"
+        for p in Provider
+    }
+    return Plan(
+        head=head,
+        base=base,
+        compared_against=compared_against,
+        fingerprint=fingerprint(current),
+        providers=provider_state,
+        changes=changes,
+        summaries=summarise(old_org, new_org, changes),
+        access_gained=tuple(sorted(access_gained)),
+        access_lost=tuple(sorted(access_lost)),
+        warnings=tuple(warnings),
+        guard=dict(guard or {}),
+    )

@@ -1,0 +1,144 @@
+"""State store: SQLite in the state directory — inventory of applied objects, org snapshot, journal.
+
+The inventory is the only list prune trusts: an object is deleted only if this reconciler recorded it.
+The journal records each apply step before and after it runs, so a killed run is resumed by the next.
+The file is created with mode 0600; it holds no secret values (see gitops.secrets for those).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitops.objects import ManagedObject, canonical_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inventory (
+    key TEXT PRIMARY KEY,
+    object TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    commit_id TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_run ON journal(run_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    run_id: str
+    key: str
+    action: str
+    phase: str  # start | done | failed
+    message: str
+    at: float
+
+
+class StateStore:
+    """One SQLite database per state directory. Safe for one writer (the daemon holds the directory lock)."""
+
+    FILE = "state.db"
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.dir / self.FILE
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    @classmethod
+    def exists(cls, state_dir: str | os.PathLike[str]) -> bool:
+        return (Path(state_dir) / cls.FILE).is_file()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # Inventory -----------------------------------------------------------------------------------------
+
+    def inventory(self) -> dict[str, ManagedObject]:
+        rows = self._db.execute("SELECT object FROM inventory ORDER BY key").fetchall()
+        return {obj.key: obj for obj in (ManagedObject.from_dict(json.loads(r[0])) for r in rows)}
+
+    def record(self, obj: ManagedObject, commit_id: str = "") -> None:
+        """Remember that `obj` now exists as specified (after a verified create/update/replace)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO inventory(key, object, hash, commit_id, updated) VALUES (?,?,?,?,?)",
+            (obj.key, canonical_json(obj.to_dict()), obj.hash, commit_id, time.time()),
+        )
+
+    def forget(self, key: str) -> None:
+        """Drop an object from the inventory (after a verified delete)."""
+        self._db.execute("DELETE FROM inventory WHERE key = ?", (key,))
+
+    # Snapshots (org chart and access report of the last applied commit) --------------------------------
+
+    def put_meta(self, key: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)", (key, canonical_json(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # Journal -------------------------------------------------------------------------------------------
+
+    def journal(self, run_id: str, key: str, action: str, phase: str, message: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO journal(run_id, key, action, phase, message, at) VALUES (?,?,?,?,?,?)",
+            (run_id, key, action, phase, message, time.time()),
+        )
+
+    def journal_entries(self, run_id: str | None = None) -> list[JournalEntry]:
+        query = "SELECT run_id, key, action, phase, message, at FROM journal"
+        args: tuple[Any, ...] = ()
+        if run_id is not None:
+            query += " WHERE run_id = ?"
+            args = (run_id,)
+        return [JournalEntry(*row) for row in self._db.execute(query + " ORDER BY id", args)]
+
+    def unfinished(self) -> list[JournalEntry]:
+        """Steps that started and never finished: a run was killed while they were in flight."""
+        rows = self._db.execute(
+            """SELECT run_id, key, action, phase, message, at FROM journal j
+               WHERE phase = 'start' AND NOT EXISTS (
+                   SELECT 1 FROM journal k WHERE k.run_id = j.run_id AND k.key = j.key AND k.id > j.id)
+               ORDER BY id"""
+        ).fetchall()
+        return [JournalEntry(*r) for r in rows]
+
+
+def org_snapshot(resources: Iterable[Any]) -> dict[str, Mapping[str, Any]]:
+    """`Kind/name` → spec, the shape plan summaries compare."""
+    return {r.ref: r.spec for r in resources}
