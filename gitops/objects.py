@@ -74,14 +74,14 @@ class ManagedObject:
     owner: str
     depends_on: tuple[str, ...] = ()
     prune: bool = True
+    hash: str = field(default="", compare=False, repr=False)
+    key: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        return make_key(self.provider, self.type, self.name)
-
-    @property
-    def hash(self) -> str:
-        return spec_hash(self.spec)
+    def __post_init__(self) -> None:
+        # Computed once: plans compare hashes of tens of thousands of objects.
+        object.__setattr__(self, "key", make_key(self.provider, self.type, self.name))
+        if not self.hash:
+            object.__setattr__(self, "hash", spec_hash(self.spec))
 
     def to_dict(self) -> dict[str, Any]:
         return {

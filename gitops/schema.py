@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import re
@@ -10,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -59,8 +61,25 @@ def json_path(path: Iterable[str | int]) -> str:
     return out
 
 
+@cache
+def fast_validator_for(kind: str) -> Callable[[Any], Any]:
+    """A compiled validator for the common case (a valid document): ~10x faster, first error only.
+
+    Our schemas use only keywords whose meaning is the same in draft-07 and 2020-12, so fastjsonschema's
+    draft-07 code generator applies. It must not fill in defaults: parsed documents are shared and immutable.
+    """
+    schema = dict(validator_for(kind).schema)
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return fastjsonschema.compile(schema, use_default=False)  # type: ignore[no-any-return]
+
+
 def check(kind: str, data: Any, file: str, locate: Locate) -> list[Diagnostic]:
     """Every schema violation of one document, each located at the offending key or value."""
+    try:
+        fast_validator_for(kind)(data)
+        return []
+    except fastjsonschema.JsonSchemaValueException:
+        pass  # collect every error, with paths, the thorough way
     validator = validator_for(kind)
     found: list[Diagnostic] = []
     seen: set[tuple[str, str]] = set()
@@ -198,7 +217,7 @@ def _type_hint(want: str, value: Any, schema: dict[str, Any], field: str) -> str
         return hint + (f" (required: {', '.join(req)})" if req else "")
     if want == "string" and isinstance(value, bool):
         return "quote the value: unquoted true/false/yes/no/on/off are booleans in YAML"
-    if want == "string" and isinstance(value, (int, float)):
+    if want == "string" and isinstance(value, (int, float, datetime.date)):
         return f'quote the value: "{_yaml_scalar(value)}"'
     if want in ("integer", "number") and isinstance(value, str) and _is_number(value, want):
         return f"remove the quotes: {value.strip()}"
@@ -245,10 +264,14 @@ def _type_word(value: Any) -> str:
         return "an integer"
     if isinstance(value, float):
         return "a number"
+    if isinstance(value, datetime.date):
+        return "a date"  # YAML reads an unquoted 2024-01-31 as a date
     return "empty" if value is None else type(value).__name__
 
 
 def _yaml_scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime.date):
+        return value.isoformat()
     return str(value)

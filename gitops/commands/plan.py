@@ -7,12 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from gitops import engine
-from gitops import baseline as baselines
+from typing import TYPE_CHECKING
+
 from gitops.commands._common import load_settings, org_root, report
 from gitops.files import DirectorySource, FileSource
-from gitops.settings import Settings
-from gitops.state import StateStore
+
+if TYPE_CHECKING:
+    from gitops.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -45,6 +46,10 @@ def base_source(base: str, head_root: Path) -> tuple[FileSource, str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops import baseline as baselines
+    from gitops import engine
+    from gitops.state import StateStore
+
     settings = load_settings(args)
     root = org_root(args, settings)
     if not root.is_dir():

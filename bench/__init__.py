@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic org generator (see docs/performance.md)."""
