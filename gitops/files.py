@@ -60,7 +60,7 @@ def git_blob_id(content: bytes) -> str:
 def ignore_spec(text: str | None) -> pathspec.PathSpec | None:
     if not text:
         return None
-    return pathspec.PathSpec.from_lines("gitwildmatch", text.splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(text.splitlines())  # git's own matching rules
 
 
 def is_yaml(name: str) -> bool:
@@ -97,7 +97,10 @@ class DirectorySource:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
-            self._problems.append(diag("Y109", f"cannot list directory: {exc.strerror}", file=prefix or "."))
+            self._problems.append(
+                diag("Y109", f"cannot list directory: {exc.strerror}", file=prefix or ".",
+                     hint="check the directory's permissions, or list it in .hiclawignore")
+            )
             return
         for entry in entries:
             rel = prefix + entry.name
@@ -110,7 +113,7 @@ class DirectorySource:
                 try:
                     target = Path(entry.path).resolve()
                 except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-                    if entry.name and is_yaml(entry.name):
+                    if is_yaml(entry.name):
                         self._problems.append(
                             diag("Y109", "cannot read file: its symbolic links form a loop", file=rel,
                                  hint="point the link at a real file, or remove it")
@@ -129,6 +132,12 @@ class DirectorySource:
                     continue
                 if entry.is_dir():
                     continue  # an in-repo directory link would list the same files twice
+                if is_yaml(entry.name) and not target.exists():
+                    self._problems.append(
+                        diag("Y109", "cannot read file: its symbolic link points to a missing file", file=rel,
+                             hint="point the link at an existing file, or remove it")
+                    )
+                    continue
             if is_dir:
                 self._walk(Path(entry.path), rel + "/", ignored, out)
             elif is_yaml(entry.name) and entry.is_file():
@@ -138,7 +147,10 @@ class DirectorySource:
         try:
             content = path.read_bytes()
         except OSError as exc:
-            self._problems.append(diag("Y109", f"cannot read file: {exc.strerror}", file=rel))
+            self._problems.append(
+                diag("Y109", f"cannot read file: {exc.strerror}", file=rel,
+                     hint="check the file's permissions, or list it in .hiclawignore")
+            )
             return
         out.append(SourceFile(rel, git_blob_id(content), lambda c=content: c))  # type: ignore[misc]
 

@@ -73,7 +73,8 @@ def runtime_names(ctx: Context) -> Iterable[Diagnostic]:
             yield diag(
                 "R402",
                 f"runtime name `{rt}` is already used by {_describe(first)} ({first.owner.file}:{line})",
-                hint="every agent needs its own runtime name: it becomes its container, Matrix account and storage prefix",
+                hint="every agent needs its own runtime name: "
+                "it becomes its container, Matrix account and storage prefix",
                 **ctx.at(agent.owner, _name_path(agent)),
             )
         else:
@@ -104,16 +105,16 @@ def team_members(ctx: Context) -> Iterable[Diagnostic]:
                 )
             else:
                 names[name] = i
-        for agent_name, path in [(leader.get("name"), ("spec", "leader", "name"))] + [
-            (m.get("name"), ("spec", "workers", i, "name")) for i, m in enumerate(team.spec.get("workers") or [])
-        ]:
-            if agent_name in standalone:
+        named: list[tuple[Any, tuple[str | int, ...]]] = [(leader.get("name"), ("spec", "leader", "name"))]
+        named += [(m.get("name"), ("spec", "workers", i, "name")) for i, m in enumerate(team.spec.get("workers") or [])]
+        for agent_name, member_path in named:
+            if isinstance(agent_name, str) and agent_name in standalone:
                 yield diag(
                     "R403",
                     f"team member `{agent_name}` has the name of the standalone Worker `{agent_name}` "
                     f"({standalone[agent_name].file}:{standalone[agent_name].line})",
                     hint="rename the team member or the Worker: names identify credentials and must not collide",
-                    **ctx.at(team, path),
+                    **ctx.at(team, member_path),
                 )
 
 
@@ -152,7 +153,8 @@ def human_access(ctx: Context) -> Iterable[Diagnostic]:
             if worker in ctx.declared["Worker"]:
                 continue
             if worker in members:
-                hint = f"`{worker}` is a member of team `{members[worker]}`; grant the team instead: accessibleTeams: [{members[worker]}]"
+                team = members[worker]
+                hint = f"`{worker}` is a member of team `{team}`; grant the team instead: accessibleTeams: [{team}]"
                 message = f"accessibleWorkers names `{worker}`, a team member, not a standalone Worker"
             else:
                 hint = _suggest(worker, ctx.declared["Worker"]) or "declare the Worker, or remove the entry"
@@ -167,7 +169,8 @@ def team_humans(ctx: Context) -> Iterable[Diagnostic]:
         refs: list[tuple[str, tuple[str | int, ...]]] = []
         if admin.get("name"):
             refs.append((admin["name"], ("spec", "admin", "name")))
-        refs += [(m["name"], ("spec", "humanMembers", i, "name")) for i, m in enumerate(team.spec.get("humanMembers") or [])]
+        members = team.spec.get("humanMembers") or []
+        refs += [(m["name"], ("spec", "humanMembers", i, "name")) for i, m in enumerate(members)]
         for name, path in refs:
             if name not in humans:
                 yield diag(
@@ -185,7 +188,8 @@ def team_humans(ctx: Context) -> Iterable[Diagnostic]:
                 yield diag(
                     "R415",
                     f"admin.matrixUserId `{mxid}` is not the Matrix ID of Human `{human.name}`",
-                    hint=f"remove matrixUserId (it is derived), or make it {declared or '@' + expected_local + ':<server>'}",
+                    hint="remove matrixUserId (it is derived), or make it "
+                    + (declared or f"@{expected_local}:<server>"),
                     **ctx.at(team, ("spec", "admin", "matrixUserId")),
                 )
 
@@ -195,7 +199,8 @@ def single_manager(ctx: Context) -> Iterable[Diagnostic]:
     for extra in managers[1:]:
         yield diag(
             "R410",
-            f"a second Manager `{extra.name}` is declared (first: `{managers[0].name}` at {managers[0].file}:{managers[0].line})",
+            f"a second Manager `{extra.name}` is declared "
+            f"(first: `{managers[0].name}` at {managers[0].file}:{managers[0].line})",
             hint="an org has at most one Manager; remove one",
             **ctx.at(extra, ("metadata", "name")),
         )
@@ -217,7 +222,12 @@ def channel_policies(ctx: Context) -> Iterable[Diagnostic]:
                             **where,
                         )
                 elif not BARE.match(entry):
-                    yield diag("R411", f"`{entry}` is neither a Matrix user ID nor a bare name", hint="write @localpart:server or a bare lowercase name", **where)
+                    yield diag(
+                        "R411",
+                        f"`{entry}` is neither a Matrix user ID nor a bare name",
+                        hint="write @localpart:server or a bare lowercase name",
+                        **where,
+                    )
                 elif entry not in known:
                     yield diag(
                         "R412",
@@ -262,7 +272,9 @@ def env_secrets(ctx: Context) -> Iterable[Diagnostic]:
 
 def not_empty(ctx: Context) -> Iterable[Diagnostic]:
     if not ctx.unreadable and not any(ctx.declared.values()):
-        yield diag("R416", "no Worker, Team, Human or Manager is declared", hint="an empty org is never applied implicitly")
+        yield diag(
+            "R416", "no Worker, Team, Human or Manager is declared", hint="an empty org is never applied implicitly"
+        )
 
 
 RULES: tuple[Rule, ...] = (
@@ -307,10 +319,15 @@ def _name_path(agent: Agent) -> tuple[str | int, ...]:
 
 def _reported_elsewhere(first: Agent, second: Agent) -> bool:
     """A runtime-name clash that a more specific rule already reports: one member listed twice in a team
-    (team_members: R404 or R402) or a second Manager (single_manager: R410)."""
+    (team_members: R404 or R402), a team member named like a standalone Worker (team_members: R403), or a
+    second Manager (single_manager: R410)."""
     if first.role is Role.MANAGER and second.role is Role.MANAGER:
         return True
-    return first.team is not None and first.team == second.team and first.name == second.name
+    if first.name != second.name:
+        return False
+    if first.team is not None and first.team == second.team:
+        return True
+    return Role.STANDALONE in (first.role, second.role) and (first.team or second.team) is not None
 
 
 def _describe(agent: Agent) -> str:

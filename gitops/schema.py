@@ -120,7 +120,8 @@ def _translate(e: ValidationError, file: str, locate: Locate) -> list[Diagnostic
         m = re.match(r"^'(.+)' is a required property$", e.message)
         missing = m.group(1) if m else str(e.validator_value)
         where = f"`{field}`" if path else "the document"
-        return [diag("S302", f"missing required field `{missing}` in {where}", hint=_describe(schema, missing), **at(path, key=True))]
+        message = f"missing required field `{missing}` in {where}"
+        return [diag("S302", message, hint=_describe(schema, missing), **at(path, key=True))]
     if kw == "type":
         want = e.validator_value if isinstance(e.validator_value, str) else e.validator_value[0]
         got = _type_word(e.instance)
@@ -206,7 +207,8 @@ def _constraint_hint(e: ValidationError, field: str) -> str:
         return "write an address such as name@example.com"
     if kw == "pattern":
         return f"write a value matching {value}"
-    return f"see the schema's description of `{field}`" + (f": {schema['description']}" if schema.get("description") else "")
+    described = f": {schema['description']}" if schema.get("description") else ""
+    return f"see the schema's description of `{field}`{described}"
 
 
 def _type_hint(want: str, value: Any, schema: dict[str, Any], field: str) -> str:

@@ -152,7 +152,9 @@ def _envelope(
                 "K202",
                 f"apiVersion `{api}` is not {API_VERSION}; the document is skipped",
                 file=doc.file, line=line, column=column, path="$.apiVersion",
-                hint=f"use apiVersion: {API_VERSION}" if close else "move non-HiClaw files out of the org root or list them in .hiclawignore",
+                hint=f"use apiVersion: {API_VERSION}"
+                if close
+                else "move non-HiClaw files out of the org root or list them in .hiclawignore",
                 severity="error" if strict or close else "warning",
             )
         )
@@ -160,13 +162,13 @@ def _envelope(
     if kind not in KINDS:
         line, column = positions(doc.file, doc.index, ["kind"], False)
         match = [k for k in KINDS if isinstance(kind, str) and k.lower() == kind.lower()]
-        close = match or difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
+        similar = match or difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
         out.append(
             diag(
                 "K203",
                 f"unknown kind `{kind}`",
                 file=doc.file, line=line, column=column, path="$.kind",
-                hint=f"did you mean `{close[0]}`?" if close else "kind is one of: " + ", ".join(KINDS),
+                hint=f"did you mean `{similar[0]}`?" if similar else "kind is one of: " + ", ".join(KINDS),
             )
         )
         return None
@@ -177,6 +179,7 @@ def _annotations(
     kind: str, annotations: dict[str, Any], file: str, locate: Callable[[Sequence[str | int], bool], tuple[int, int]]
 ) -> list[Diagnostic]:
     out = []
+    known = "known: " + ", ".join(ANNOTATION_PREFIX + a for a in ANNOTATIONS)
     for key, value in annotations.items():
         if not isinstance(key, str) or not key.startswith(ANNOTATION_PREFIX):
             continue
@@ -187,10 +190,11 @@ def _annotations(
         if short not in ANNOTATIONS:
             close = difflib.get_close_matches(short, list(ANNOTATIONS), n=1, cutoff=0.6)
             out.append(diag("K205", f"unknown annotation `{key}`",
-                            hint=f"did you mean `{ANNOTATION_PREFIX}{close[0]}`?" if close else "known: " + ", ".join(ANNOTATION_PREFIX + a for a in ANNOTATIONS), **where))
+                            hint=f"did you mean `{ANNOTATION_PREFIX}{close[0]}`?" if close else known, **where))
             continue
         if short == "matrix-user-id" and kind != "Human":
-            out.append(diag("K206", f"`{key}` only applies to Humans", hint="remove it: only a Human has a Matrix account of its own", **where))
+            hint = "remove it: only a Human has a Matrix account of its own"
+            out.append(diag("K206", f"`{key}` only applies to Humans", hint=hint, **where))
             continue
         if not isinstance(value, str):
             continue  # the schema reports the type (S303): annotation values are strings
@@ -198,9 +202,12 @@ def _annotations(
         at_value = {**where, "line": line, "column": column}
         allowed = ANNOTATIONS[short]
         if allowed is not None and value not in allowed:
-            out.append(diag("K206", f"`{key}` is {value!r}; allowed: {', '.join(allowed)}", hint=f"use one of: {', '.join(allowed)}", **at_value))
+            values = ", ".join(allowed)
+            message = f"`{key}` is {value!r}; allowed: {values}"
+            out.append(diag("K206", message, hint=f"use one of: {values}", **at_value))
         if short == "matrix-user-id" and not rules.MXID.match(value):
-            out.append(diag("K206", f"`{key}` {value!r} is not a Matrix user ID", hint="write @localpart:server, e.g. @john:matrix.example.com", **at_value))
+            hint = "write @localpart:server, e.g. @john:matrix.example.com"
+            out.append(diag("K206", f"`{key}` {value!r} is not a Matrix user ID", hint=hint, **at_value))
     return out
 
 

@@ -164,7 +164,8 @@ def parse(file: str, content: bytes, max_bytes: int = MAX_FILE_BYTES) -> tuple[l
         ]
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark or exc.context_mark
-        return [], [_marked("Y107", f"{exc.problem}", file, mark, "use plain YAML data: mappings, lists, strings, numbers, booleans")]
+        hint = "use plain YAML data: mappings, lists, strings, numbers, booleans"
+        return [], [_marked("Y107", f"{exc.problem}", file, mark, hint)]
     except yaml.MarkedYAMLError as exc:
         return [], [_syntax_error(file, text, exc)]
     except yaml.YAMLError as exc:  # e.g. reader errors on control characters
