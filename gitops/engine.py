@@ -36,7 +36,7 @@ class OrgRead:
 
 def read_org(source: FileSource, cache: ParseCache | None = None, strict: bool = False, head: str = "") -> OrgRead:
     loaded = load(source, cache)
-    validation = validate(loaded, strict=strict, escapes=source.escapes)
+    validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache)
     return OrgRead(head or digest(loaded), loaded, validation)
 
 

@@ -13,7 +13,7 @@ from gitops.diagnostics import Diagnostic
 from gitops.files import FileSource, SourceFile
 from gitops.yamlparse import MAX_FILE_BYTES, Locator, ParsedDocument, decode, parse
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 class ParseCache:
@@ -26,15 +26,16 @@ class ParseCache:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._entries: dict[str, list[tuple[int, int, Any]]] = {}
+        self._clean: set[str] = set()  # blob ids whose documents passed the per-document checks
         self._dirty = False
         self.hits = 0
         self.misses = 0
         if path is not None and path.is_file():
             try:
                 with path.open("rb") as fh:
-                    version, entries = pickle.load(fh)
+                    version, entries, clean = pickle.load(fh)
                 if version == CACHE_FORMAT:
-                    self._entries = entries
+                    self._entries, self._clean = entries, clean
             except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
                 self._entries = {}  # a damaged cache is only a slower run
 
@@ -50,6 +51,14 @@ class ParseCache:
         self._entries[blob_id] = [(d.index, d.line, d.data) for d in docs]
         self._dirty = True
 
+    def is_clean(self, blob_id: str) -> bool:
+        return blob_id in self._clean
+
+    def mark_clean(self, blob_id: str) -> None:
+        if blob_id not in self._clean:
+            self._clean.add(blob_id)
+            self._dirty = True
+
     def retain(self, blob_ids: set[str]) -> None:
         """Forget entries no longer referenced, so the cache does not grow without bound."""
         stale = self._entries.keys() - blob_ids
@@ -57,6 +66,7 @@ class ParseCache:
             for key in stale:
                 del self._entries[key]
             self._dirty = True
+        self._clean &= blob_ids
 
     def save(self) -> None:
         if self.path is None or not self._dirty:
@@ -64,7 +74,7 @@ class ParseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parsed-")
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump((CACHE_FORMAT, self._entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((CACHE_FORMAT, self._entries, self._clean), fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, self.path)
         self._dirty = False
 

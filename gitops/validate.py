@@ -9,7 +9,7 @@ from typing import Any
 
 from gitops import ANNOTATION_PREFIX, API_VERSION, KINDS, rules, schema
 from gitops.diagnostics import Diagnostic, diag, has_errors, sort_key
-from gitops.load import LoadResult
+from gitops.load import LoadResult, ParseCache
 from gitops.org import Org, Resource
 from gitops.yamlparse import Locator, ParsedDocument
 
@@ -44,18 +44,33 @@ class _Positions:
         return self._locator.locate(file, index, path, key)
 
 
-def validate(loaded: LoadResult, strict: bool = False, escapes: Callable[[str], bool] | None = None) -> Validation:
-    """Check every document and the org as a whole; never stops at the first problem."""
+def validate(
+    loaded: LoadResult,
+    strict: bool = False,
+    escapes: Callable[[str], bool] | None = None,
+    cache: ParseCache | None = None,
+) -> Validation:
+    """Check every document and the org as a whole; never stops at the first problem.
+
+    With a cache, the per-document checks (schema, annotations) are skipped for file contents that passed
+    them cleanly before; the org rules always run, since they span documents.
+    """
     positions = _Positions(loaded)
     diagnostics = list(loaded.diagnostics)
     declared: dict[str, set[str]] = {k: set() for k in KINDS}
     tables: dict[str, dict[str, Resource]] = {k: {} for k in KINDS}
     first_seen: dict[tuple[str, str], Resource] = {}
+    unclean: set[str] = {d.file for d in diagnostics}
 
     for doc in loaded.documents:
+        before = len(diagnostics)
         kind = _envelope(doc, strict, positions, diagnostics)
+        if len(diagnostics) != before:
+            unclean.add(doc.file)
         if kind is None:
             continue
+        source_file = loaded.files.get(doc.file)
+        known_clean = cache is not None and source_file is not None and cache.is_clean(source_file.blob_id)
         data = doc.data
         meta = data.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None
@@ -65,7 +80,7 @@ def validate(loaded: LoadResult, strict: bool = False, escapes: Callable[[str], 
         def locate(path: Sequence[str | int], key: bool, d: ParsedDocument = doc) -> tuple[int, int]:
             return positions(d.file, d.index, path, key)
 
-        problems = schema.check(kind, data, doc.file, locate)
+        problems = [] if known_clean else schema.check(kind, data, doc.file, locate)
         if "status" in data:
             line, column = locate(["status"], True)
             problems.append(
@@ -83,6 +98,8 @@ def validate(loaded: LoadResult, strict: bool = False, escapes: Callable[[str], 
         if isinstance(annotations, dict):
             problems.extend(_annotations(kind, annotations, doc.file, locate))
         diagnostics.extend(problems)
+        if problems:
+            unclean.add(doc.file)
         if has_errors(problems) or not isinstance(name, str):
             continue
         res = Resource(kind, name, data["spec"], dict(annotations or {}), doc.file, doc.index, doc.line)
@@ -113,6 +130,10 @@ def validate(loaded: LoadResult, strict: bool = False, escapes: Callable[[str], 
         unreadable=has_errors(diagnostics),
     )
     diagnostics.extend(rules.check(ctx))
+    if cache is not None:
+        for path, f in loaded.files.items():
+            if path not in unclean:
+                cache.mark_clean(f.blob_id)
     return Validation(org, sorted(diagnostics, key=sort_key))
 
 
