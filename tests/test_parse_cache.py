@@ -8,7 +8,7 @@ from gitops.files import DirectorySource
 from gitops.load import ParseCache, load
 from gitops.validate import validate
 
-WORKER = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata: {{name: {name}}}\nspec: {{model: {model}}}\n"
+WORKER = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata: {{name: {name}}}\nspec:\n  model: {model}\n"
 
 
 def run(root: Path, cache_file: Path) -> tuple[list[str], ParseCache]:
@@ -24,7 +24,7 @@ def test_warm_run_reuses_parses_and_reports_the_same(tmp_path: Path) -> None:
     (org / "a.yaml").write_text(WORKER.format(name="alice", model="m"))
     (org / "b.yaml").write_text(WORKER.format(name="bob", model="m") + "  runtme: copaw\n")
     cold, cache = run(org, cache_file)
-    assert cold == ["S301 b.yaml:5"]
+    assert cold == ["S301 b.yaml:6"]
     assert cache.misses == 2 and cache.hits == 0
     warm, cache = run(org, cache_file)
     assert warm == cold  # the file with a problem is checked again, not trusted
@@ -39,7 +39,7 @@ def test_changed_file_is_parsed_and_checked_again(tmp_path: Path) -> None:
     assert run(org, cache_file)[0] == []
     (org / "a.yaml").write_text(WORKER.format(name="alice", model="m") + "  runtime: copaww\n")
     problems, cache = run(org, cache_file)
-    assert problems == ["S304 a.yaml:5"]
+    assert problems == ["S304 a.yaml:6"]
     assert cache.misses == 1
 
 
