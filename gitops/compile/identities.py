@@ -1,0 +1,227 @@
+"""Who is who (SPEC §3.1): Matrix IDs, runtime names, consumer, container and secret names, and Matrix accounts.
+
+`Chart` resolves every identity of the org once — agents, teams with their admins and human members, humans
+— so the other compile modules only look names up. It also builds the `matrix/user/*` objects: accounts are
+identities, and the rooms module needs their keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gitops.objects import ManagedObject, Provider, secret_ref
+from gitops.org import Agent, Org, Resource, Role, human_localpart, team_agents, team_runtime_name
+from gitops.settings import RuntimeSettings, Settings
+
+ORG = "org"  # owner of shared objects (bucket, shared prefixes, AI routes, MCP servers)
+DEFAULT_MODEL = "qwen3.6-plus"  # upstream HICLAW_DEFAULT_MODEL
+GATEWAY_MODEL_PREFIX = "hiclaw-gateway/"
+MANAGER_LOCALPART = "manager"
+
+
+def mxid(localpart: str, domain: str) -> str:
+    return f"@{localpart}:{domain}"
+
+
+def human_mxid(human: Resource, domain: str) -> str:
+    """A Human's Matrix ID: the `matrix-user-id` annotation (an existing account), else `@<username or name>:D`."""
+    return human.annotation("matrix-user-id") or mxid(human_localpart(human), domain)
+
+
+def consumer_name(agent: Agent) -> str:
+    return "manager" if agent.role is Role.MANAGER else f"worker-{agent.runtime_name}"
+
+
+def container_name(agent: Agent) -> str:
+    """Named by CR / member name, as upstream does (reference §2.5), not by runtime name."""
+    if agent.role is Role.MANAGER:
+        return "hiclaw-manager" if agent.name == "default" else f"hiclaw-manager-{agent.name}"
+    return f"hiclaw-worker-{agent.name}"
+
+
+def agent_runtime(agent: Agent, runtime: RuntimeSettings) -> str:
+    if agent.role is Role.MANAGER:
+        return str(agent.spec.get("runtime") or runtime.manager_runtime)
+    if agent.role is Role.LEADER:
+        return runtime.leader_runtime  # leaders declare no runtime: they run the leader runtime
+    return str(agent.spec.get("runtime") or runtime.default_runtime)
+
+
+def agent_model(agent: Agent) -> str:
+    model = str(agent.spec.get("model") or DEFAULT_MODEL)
+    return model.removeprefix(GATEWAY_MODEL_PREFIX)
+
+
+def agent_prefix(agent: Agent) -> str:
+    return f"agents/{agent.runtime_name}"
+
+
+# Names of generated credentials in the secret store (never values).
+def matrix_password(localpart: str) -> str:
+    return secret_ref(f"matrix/{localpart}/password")
+
+
+def matrix_token(agent: Agent) -> str:
+    return secret_ref(f"matrix/{agent.runtime_name}/token")
+
+
+def gateway_key(agent: Agent) -> str:
+    return secret_ref(f"gateway/{consumer_name(agent)}/key")
+
+
+def storage_secret(agent: Agent) -> str:
+    return secret_ref(f"storage/{agent.runtime_name}/secret-key")
+
+
+def managed(
+    provider: Provider,
+    type_: str,
+    name: str,
+    spec: Mapping[str, Any],
+    owner: Resource | None,
+    depends_on: Sequence[str] = (),
+    hash: str = "",
+) -> ManagedObject:
+    """A managed object owned by an org resource (None: shared by the whole org), honouring its prune guard.
+
+    `hash` is the spec's `spec_hash` when the caller already computed it.
+    """
+    needs = tuple(sorted(set(depends_on)))
+    if owner is None:
+        return ManagedObject(provider, type_, name, spec, ORG, needs, hash=hash)
+    prune = owner.annotation("prune") != "disabled"
+    return ManagedObject(provider, type_, name, spec, owner.ref, needs, prune, hash=hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team with its identities resolved: leader, workers, Team Admin and human members."""
+
+    resource: Resource
+    runtime_name: str
+    leader: Agent
+    workers: tuple[Agent, ...]
+    admin: str | None  # the Team Admin's Matrix ID, when the team names one
+    human_members: frozenset[str]
+    peer_mentions: bool
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    @property
+    def policy(self) -> Mapping[str, Any]:
+        return self.resource.spec.get("channelPolicy") or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """The org chart with every identity resolved once."""
+
+    domain: str
+    admin: str  # the Global Admin
+    actor: str  # the account the reconciler acts through (exempt from membership rules)
+    manager: Agent | None
+    standalone: tuple[Agent, ...]
+    teams: tuple[Team, ...]
+    humans: Mapping[str, str]  # Human name -> Matrix ID
+    human_resources: tuple[Resource, ...]
+
+    @classmethod
+    def of(cls, org: Org, settings: Settings) -> Chart:
+        domain = settings.server_name
+        actor = settings.matrix.actor if settings.matrix else settings.admin_user
+        humans = {name: human_mxid(org.humans[name], domain) for name in sorted(org.humans)}
+        manager = org.manager
+        return cls(
+            domain=domain,
+            admin=settings.admin_id,
+            actor=mxid(actor, domain),
+            manager=Agent(Role.MANAGER, manager.name, MANAGER_LOCALPART, manager.spec, manager, ("spec",))
+            if manager
+            else None,
+            standalone=tuple(a for a in org.agents() if a.role is Role.STANDALONE),
+            teams=tuple(t for t in (_team(org.teams[n], humans, domain) for n in sorted(org.teams)) if t),
+            humans=humans,
+            human_resources=tuple(org.humans[n] for n in sorted(org.humans)),
+        )
+
+    def id(self, agent: Agent) -> str:
+        return mxid(agent.runtime_name, self.domain)
+
+    @property
+    def manager_id(self) -> str | None:
+        return mxid(MANAGER_LOCALPART, self.domain) if self.manager else None
+
+    def entry(self, value: str) -> str:
+        """A channelPolicy entry: `@...` verbatim, a bare name becomes `@<name>:D`."""
+        return value if value.startswith("@") else mxid(value, self.domain)
+
+    def agents(self) -> Iterator[Agent]:
+        """Every agent in a stable order: Manager, standalone Workers, then each team's leader and workers."""
+        if self.manager:
+            yield self.manager
+        yield from self.standalone
+        for team in self.teams:
+            yield team.leader
+            yield from team.workers
+
+
+def _team(res: Resource, humans: Mapping[str, str], domain: str) -> Team | None:
+    agents = list(team_agents(res))
+    if not agents or agents[0].role is not Role.LEADER:
+        return None  # schema-valid teams always have a leader
+
+    def human(entry: Mapping[str, Any]) -> str | None:
+        name = entry.get("name")
+        if name and name in humans:
+            return humans[name]
+        if entry.get("matrixUserId"):
+            return str(entry["matrixUserId"])
+        return mxid(name, domain) if name else None
+
+    members = (human(m) for m in res.spec.get("humanMembers") or [])
+    return Team(
+        resource=res,
+        runtime_name=team_runtime_name(res),
+        leader=agents[0],
+        workers=tuple(agents[1:]),
+        admin=human(res.spec.get("admin") or {}),
+        human_members=frozenset(m for m in members if m),
+        peer_mentions=res.spec.get("peerMentions", True) is not False,
+    )
+
+
+def matrix_users(chart: Chart) -> list[ManagedObject]:
+    """An account per agent and per Human; not for Humans with an existing account, nor the admin or actor."""
+    out: list[ManagedObject] = []
+    for agent in chart.agents():
+        localpart = agent.runtime_name
+        spec = {
+            "user_id": chart.id(agent),
+            "displayname": localpart,
+            "kind": "agent",
+            "password": matrix_password(localpart),
+        }
+        out.append(managed(Provider.MATRIX, "user", localpart, spec, agent.owner))
+    preexisting = {chart.admin, chart.actor}
+    for human in chart.human_resources:
+        user_id = chart.humans[human.name]
+        if human.annotation("matrix-user-id") or user_id in preexisting:
+            continue
+        localpart = human_localpart(human)
+        spec = {
+            "user_id": user_id,
+            "displayname": str(human.spec.get("displayName") or localpart),
+            "kind": "human",
+            "password": matrix_password(localpart),
+        }
+        out.append(managed(Provider.MATRIX, "user", localpart, spec, human))
+    return out
+
+
+def user_keys(users: Sequence[ManagedObject]) -> dict[str, str]:
+    """Matrix ID -> key of the account object that registers it."""
+    return {str(u.spec["user_id"]): u.key for u in users}
