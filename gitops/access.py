@@ -98,6 +98,27 @@ class AccessReport:
         }
 
 
+def to_state(report: AccessReport) -> dict[str, Any]:
+    """The report's inputs as plain data, for the state store (entries are derived again on load)."""
+    return {
+        "actor": report.actor,
+        "rooms": {k: sorted(v) for k, v in report.rooms.items()},
+        "group": {k: sorted(v) for k, v in report.group.items()},
+        "dm": {k: sorted(v) for k, v in report.dm.items()},
+    }
+
+
+def from_state(data: Mapping[str, Any] | None) -> AccessReport | None:
+    if not data:
+        return None
+    return AccessReport(
+        data["actor"],
+        {k: frozenset(v) for k, v in data["rooms"].items()},
+        {k: frozenset(v) for k, v in data["group"].items()},
+        {k: frozenset(v) for k, v in data["dm"].items()},
+    )
+
+
 def diff(before: AccessReport | None, after: AccessReport) -> tuple[tuple[Access, ...], tuple[Access, ...]]:
     """(gained, lost), each sorted; only rooms and allow-lists that differ are expanded."""
     if before is None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitops import access as access_report
+from gitops.access import AccessReport
 from gitops.objects import ManagedObject
 from gitops.state import StateStore
 
@@ -25,7 +27,7 @@ class Baseline:
     label: str
     objects: Mapping[str, ManagedObject]
     org: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    access: frozenset[tuple[str, str, str]] = frozenset()
+    access: AccessReport | None = None
 
 
 def empty() -> Baseline:
@@ -34,11 +36,17 @@ def empty() -> Baseline:
 
 def from_state(store: StateStore) -> Baseline:
     """The inventory of what this reconciler applied, with the org and access of the last applied commit."""
-    access = store.get_meta(ACCESS_SNAPSHOT, [])
     return Baseline(
         "state",
         store.get_meta(LAST_COMMIT, "") or "state store",
         store.inventory(),
         store.get_meta(ORG_SNAPSHOT, {}),
-        frozenset(tuple(e) for e in access),  # type: ignore[misc]
+        access_report.from_state(store.get_meta(ACCESS_SNAPSHOT)),
     )
+
+
+def record_snapshots(store: StateStore, commit: str, org: Mapping[str, Mapping[str, Any]], access: AccessReport | None) -> None:
+    """After a successful apply: what the state baseline compares the next plan against."""
+    store.put_meta(ORG_SNAPSHOT, org)
+    store.put_meta(ACCESS_SNAPSHOT, access_report.to_state(access) if access is not None else None)
+    store.put_meta(LAST_COMMIT, commit)

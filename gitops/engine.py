@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gitops import access
 from gitops import baseline as baselines
 from gitops.compile import compile_org
 from gitops.files import FileSource
@@ -52,20 +53,10 @@ def desired_state(read: OrgRead, settings: Settings) -> DesiredState:
     return compile_org(read.validation.org, settings)
 
 
-def access_entries(report: Any) -> frozenset[tuple[str, str, str]]:
-    """The access report as a set of (sender, receiver, channel)."""
-    if report is None:
-        return frozenset()
-    entries: Iterable[Any] = getattr(report, "entries", report)
-    return frozenset((str(e[0]), str(e[1]), str(e[2])) for e in entries)
-
-
 def baseline_of(read: OrgRead, settings: Settings, kind: str) -> baselines.Baseline:
     """Another commit's or directory's desired state, as an offline baseline."""
     desired = desired_state(read, settings)
-    return baselines.Baseline(
-        kind, read.head, desired.objects, org_snapshot(read.validation.org.resources()), access_entries(desired.access)
-    )
+    return baselines.Baseline(kind, read.head, desired.objects, org_snapshot(read.validation.org.resources()), desired.access)
 
 
 def prune_guard(desired: DesiredState, current: baselines.Baseline, prune: PruneSettings) -> dict[str, Any]:
@@ -103,7 +94,7 @@ def plan(
     """Plan the head org against a baseline. With all_providers, disabled providers are planned too (offline)."""
     effective = settings.with_all_providers() if all_providers else settings
     desired = desired or desired_state(read, effective)
-    after = access_entries(desired.access)
+    gained, lost = access.diff(current.access, desired.access) if desired.access is not None else ((), ())
     guard = prune_guard(desired, current, settings.prune)
     warnings = list(desired.notes) if not all_providers else []
     if guard["tripped"]:
@@ -118,8 +109,8 @@ def plan(
         disabled_notes={p.value: "no settings section" for p in Provider},
         old_org=current.org,
         new_org=org_snapshot(read.validation.org.resources()),
-        access_gained=after - current.access,
-        access_lost=current.access - after,
+        access_gained=gained,
+        access_lost=lost,
         warnings=warnings,
         guard=guard,
     )
