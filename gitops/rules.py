@@ -277,12 +277,39 @@ def not_empty(ctx: Context) -> Iterable[Diagnostic]:
         )
 
 
+def human_identities(ctx: Context) -> Iterable[Diagnostic]:
+    """A Human's Matrix localpart must not be an agent's runtime name or another Human's localpart."""
+    agents = {a.runtime_name: a for a in ctx.org.agents()}
+    seen: dict[str, Resource] = {}
+    for name in sorted(ctx.org.humans):
+        human = ctx.org.humans[name]
+        if human.annotation("matrix-user-id"):
+            continue  # an existing account of its own; nothing is registered
+        local = human_localpart(human)
+        path = ("spec", "username") if human.spec.get("username") else ("metadata", "name")
+        other = seen.get(local)
+        if local in agents:
+            clash = f"the agent {_describe(agents[local])}"
+        elif other is not None:
+            clash = f"Human `{other.name}` ({other.file}:{other.line})"
+        else:
+            seen[local] = human
+            continue
+        yield diag(
+            "R417",
+            f"Human `{human.name}` would be @{local}, which is already {clash}",
+            hint="set a distinct `username` on the Human (its Matrix localpart)",
+            **ctx.at(human, path),
+        )
+
+
 RULES: tuple[Rule, ...] = (
     runtime_names,
     team_members,
     human_access,
     team_humans,
     single_manager,
+    human_identities,
     channel_policies,
     packages,
     env_secrets,
