@@ -5,7 +5,7 @@
 | name    | `hiclaw-worker-<name>`; Manager `hiclaw-manager` (`default`) or `hiclaw-manager-<name>`   |
 | image   | `spec.image`, else the image of its runtime (leaders: the leader runtime; Manager: `manager_image` first) |
 | env     | upstream `HICLAW_*` names (reference §2.5), credentials as secret references; `spec.env` under them |
-| labels  | managed-by, kind, name, team, role, runtime, config-hash; `spec.labels` under them        |
+| labels  | managed-by, kind, name, team, role, runtime; `spec.labels` under them                     |
 | state   | `spec.state` (Running / Sleeping / Stopped), enforced only with `enforce-state: "true"`   |
 
 Credentials are passed only for accounts this reconciler manages: a disabled provider (or storage without
@@ -71,7 +71,8 @@ def container_object(
 ) -> ManagedObject | None:
     """The agent's container; None when `containerManaged: false` leaves it to someone else.
 
-    `config_hash` covers the agent's files: it is a label, so a config-only change restarts the agent.
+    `config_hash` covers the agent's files: a change of it alone is an update (the agent restarts), not a
+    re-creation by the plan's rules (labels, image, env... changing is).
     """
     if agent.spec.get("containerManaged") is False:
         return None
@@ -89,7 +90,6 @@ def container_object(
         "hiclaw.io/name": agent.name,
         "hiclaw.io/role": agent.role.value,
         "hiclaw.io/runtime": runtime,
-        "hiclaw.io/config-hash": config_hash,
     }
     if agent.team is not None:
         labels["hiclaw.io/team"] = agent.team
