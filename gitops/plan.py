@@ -127,6 +127,7 @@ class Plan:
     access_lost: tuple[tuple[str, str, str], ...] = ()
     warnings: tuple[str, ...] = ()
     guard: Mapping[str, Any] = field(default_factory=dict)
+    unchanged: int = 0  # objects already as desired (their no-op changes are not serialised)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -156,7 +157,7 @@ class Plan:
             "warnings": list(self.warnings),
             "guard": dict(self.guard),
             "changes": [c.to_dict() for c in self.changes if c.action is not Action.NOOP],
-            "unchanged": sum(1 for c in self.changes if c.action is Action.NOOP),
+            "unchanged": self.unchanged + sum(1 for c in self.changes if c.action is Action.NOOP),
         }
 
     @classmethod
@@ -175,6 +176,7 @@ class Plan:
             access_lost=tuple(tuple(e) for e in d["access"]["lost"]),  # type: ignore[misc]
             warnings=tuple(d["warnings"]),
             guard=d.get("guard", {}),
+            unchanged=int(d.get("unchanged", 0)),
         )
 
 
@@ -294,12 +296,19 @@ def describe_spec_change(old: Mapping[str, Any], new: Mapping[str, Any], prefix:
         if a == b:
             continue
         label = f"{prefix}{k}"
+        # A mapping or list that appears or disappears is described by its contents.
+        if a is None and isinstance(b, (Mapping, list)):
+            a = {} if isinstance(b, Mapping) else []
+        elif b is None and isinstance(a, (Mapping, list)):
+            b = {} if isinstance(a, Mapping) else []
         if k in _NAMED_LISTS and _named(a) and _named(b):
             out.extend(_describe_named(_NAMED_LISTS[k], a or [], b or [], prefix))
         elif isinstance(a, Mapping) and isinstance(b, Mapping):
             out.extend(describe_spec_change(a, b, f"{label}."))
         elif isinstance(a, list) and isinstance(b, list) and _scalars(a) and _scalars(b):
             out.extend([f"+{label} {v}" for v in b if v not in a] + [f"-{label} {v}" for v in a if v not in b])
+        elif isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
+            out.append(f"{label} changed ({len(a.splitlines())} → {len(b.splitlines())} lines)")
         elif a is None:
             out.append(f"{label} set to {_short(b)}")
         elif b is None:

@@ -15,14 +15,9 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
     Raises SystemExit(1) after printing diagnostics when the settings file is invalid.
     """
-    try:
-        from gitops import settings_file
-    except ImportError:  # pragma: no cover - settings files arrive with the daemon
-        if args.settings:
-            print("hiclaw-gitops: settings files are not supported by this build", file=sys.stderr)
-            raise SystemExit(1) from None
-        return Settings()
-    settings, problems = settings_file.load_settings(args.settings, args)
+    from gitops import settings_file
+
+    settings, problems = settings_file.load_settings(args.settings, overrides=settings_file.Overrides.from_args(args))
     report(problems, color=False)
     if has_errors(problems) or settings is None:
         raise SystemExit(1)

@@ -1,0 +1,235 @@
+"""Pull-request comment view of a plan: summary, access table, warnings, a Mermaid diagram, collapsible details.
+
+Rendered from `Plan.to_dict()`. The output never exceeds `LIMIT` characters (GitHub refuses comments above
+65,536): every section before the details has its own budget, and the details give way first — diffs of
+the largest changes are dropped, then whole changes from the end — with a note saying how many were left
+out and that `hiclaw-gitops plan --format json` shows everything. The same plan always gives the same text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gitops.views import mermaid, text
+
+PlanDict = Mapping[str, Any]
+
+LIMIT = 60_000
+MARKER = "<!-- hiclaw-gitops:plan -->"  # lets CI find and update its own comment
+FULL_PLAN = "`hiclaw-gitops plan --format json`"
+
+# Character budgets of the sections before the details; together well under LIMIT.
+SUMMARY_BUDGET = 10_000
+ACCESS_BUDGET = 10_000
+WARNINGS_BUDGET = 4_000
+DIAGRAM_BUDGET = 12_000
+MAX_LINE = 1_000  # no single line of the comment is longer than this
+NOTE_RESERVE = 600  # room kept for the truncation note
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def esc(value: str) -> str:
+    """Markdown-escape free text (summary details, warnings) so it renders as written."""
+    return _MD_SPECIAL.sub(r"\\\1", value)
+
+
+def code(value: str, in_table: bool = False) -> str:
+    """An inline code span that survives backticks (and pipes, inside a table)."""
+    ticks = "``" if "`" in value else "`"
+    pad = " " if ticks == "``" else ""
+    body = value.replace("|", "\\|") if in_table else value
+    return f"{ticks}{pad}{body}{pad}{ticks}"
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
+
+
+def _bounded(lines: Sequence[str], budget: int, what: str, prefix: str = "") -> list[str]:
+    """As many lines as fit the budget, then one line saying how many more there are."""
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        line = _cut(line)
+        if used + len(line) + 1 > budget:
+            out += [prefix.rstrip(), f"{prefix}_… and {len(lines) - i} more {what}: see {FULL_PLAN}._"]
+            break
+        out.append(line)
+        used += len(line) + 1
+    return out
+
+
+# Sections -------------------------------------------------------------------------------------------------
+
+
+def _meta(plan: PlanDict) -> list[str]:
+    parts = [f"**Head** {code(str(plan.get('head') or '-'))}", f"**base** {code(str(plan.get('base') or '-'))} "
+             f"({esc(str(plan.get('compared_against') or 'unknown'))})"]
+    if plan.get("compared_against") == "live":
+        parts.append(f"fingerprint {code(str(plan.get('fingerprint')))}")
+    if plan.get("unchanged"):
+        n = plan["unchanged"]
+        parts.append(f"{n} object{'' if n == 1 else 's'} unchanged")
+    lines = [_cut(" · ".join(parts))]
+    disabled = text.disabled_providers(plan)
+    if disabled:
+        names = ", ".join(f"{code(p)} ({esc(why)})" for p, why in disabled)
+        lines += ["", _cut(f"Not planned (provider disabled): {names}")]
+    return lines
+
+
+def _summary(plan: PlanDict) -> list[str]:
+    summaries = plan.get("summaries") or []
+    if not summaries:
+        return []
+    rows = []
+    for s in summaries:
+        sym = text.SUMMARY_SYMBOLS.get(s["status"], "*")
+        details = "; ".join(s.get("details") or ())
+        tail = f" — {esc(details)}" if details else ""
+        rows.append(f"- {code(sym)} **{esc(s['ref'])}** {esc(s['status'])}{tail}")
+    return ["", "#### Summary", "", *_bounded(rows, SUMMARY_BUDGET, "resources")]
+
+
+def _access(plan: PlanDict) -> list[str]:
+    access = plan.get("access") or {}
+    rows = [
+        f"| {code(sender, True)} | {code(receiver, True)} | {_where(channel)} | {word} |"
+        for word, entries in (("gained", access.get("gained") or ()), ("lost", access.get("lost") or ()))
+        for sender, receiver, channel in entries
+    ]
+    if not rows:
+        return []
+    head = ["", "#### Access changes", "", "Who can address whom, and where.", "",
+            "| Who | Whom | Where | Change |", "|---|---|---|---|"]
+    return head + _bounded(rows, ACCESS_BUDGET, "access changes")
+
+
+def _where(channel: str) -> str:
+    return text.channel_phrase(channel) if channel == "dm" else code(channel, True)
+
+
+def _warnings(plan: PlanDict) -> list[str]:
+    lines = []
+    guard = plan.get("guard") or {}
+    if guard.get("tripped"):
+        agents = ", ".join(code(a) for a in guard.get("deleted_agents") or ())
+        lines.append("> - **Prune guard tripped**: apply refuses this plan without `--allow-mass-delete`"
+                     + (f" (agents deleted: {agents})" if agents else "") + ".")
+    lines += [f"> - {esc(w)}" for w in plan.get("warnings") or ()]
+    if not lines:
+        return []
+    return ["", "> **Warnings**", ">", *_bounded(lines, WARNINGS_BUDGET, "warnings", prefix="> ")]
+
+
+def _diagram(plan: PlanDict) -> list[str]:
+    diagram, note = mermaid.changes_fit(plan)
+    if diagram and len(diagram) > DIAGRAM_BUDGET:
+        diagram, note = "", mermaid.TOO_LARGE
+    if not diagram and not note:
+        return []
+    out = ["", "#### What changes, as a graph", ""]
+    if diagram:
+        out += ["```mermaid", diagram.rstrip("\n"), "```"]
+    if note:
+        out += ["", f"_{note}_"]
+    return out
+
+
+# Details, with truncation ---------------------------------------------------------------------------------
+
+
+def _fence(body: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _details(changes: Sequence[Mapping[str, Any]], blocks: Sequence[str]) -> list[str]:
+    """One collapsible section per provider, changes in plan order, each as a ```diff block."""
+    by_provider: dict[str, list[str]] = {}
+    totals: dict[str, int] = {}
+    for change, block in zip(changes, blocks, strict=True):
+        totals[change["provider"]] = totals.get(change["provider"], 0) + 1
+        if block:
+            by_provider.setdefault(change["provider"], []).append(block)
+    out: list[str] = []
+    for provider, items in by_provider.items():
+        body = "\n\n".join(items)
+        fence = _fence(body)
+        n = totals[provider]
+        count = f"{n} change{'' if n == 1 else 's'}" + (f", {len(items)} shown" if len(items) < n else "")
+        out += ["", f"<details><summary><b>{esc(provider)}</b>: {count}</summary>", "",
+                f"{fence}diff", body, fence, "", "</details>"]
+    return out
+
+
+def _block(change: Mapping[str, Any], diffs: bool) -> str:
+    lines = text.change_lines(change, diffs=diffs)
+    if not diffs and text.change_lines(change, diffs=True) != lines:
+        lines.append(f" {text.ITEM_INDENT}… diff left out")
+    return "\n".join(_cut(line) for line in lines)
+
+
+WRAPPER = 200  # characters of one provider's <details> wrapper, at most
+
+
+def _select(full: Sequence[str], brief: Sequence[str], budget: int) -> tuple[list[str], int, int]:
+    """Blocks that fit the budget: (blocks, changes shown without their diff, changes left out entirely).
+
+    Diffs go first, largest first; then whole changes, from the end of the plan.
+    """
+    blocks = list(full)
+    size = sum(len(b) + 2 for b in blocks) + WRAPPER * 4
+    stripped: set[int] = set()
+    for i in sorted(range(len(full)), key=lambda i: (-len(full[i]), i)):
+        if size <= budget:
+            break
+        if len(brief[i]) < len(full[i]):
+            size -= len(full[i]) - len(brief[i])
+            blocks[i] = brief[i]
+            stripped.add(i)
+    dropped = 0
+    for i in range(len(blocks) - 1, -1, -1):
+        if size <= budget:
+            break
+        size -= len(blocks[i]) + 2
+        blocks[i] = ""
+        stripped.discard(i)  # counted as left out now, not as shortened
+        dropped += 1
+    return blocks, len(stripped), dropped
+
+
+def render(plan: PlanDict) -> str:
+    closing = text.closing_line(plan.get("counts") or {})
+    title = [MARKER, f"### {closing}", "", *_meta(plan)]
+    body = [*_summary(plan), *_access(plan), *_warnings(plan), *_diagram(plan)]
+    changes = plan.get("changes") or []
+    if not changes:
+        return "\n".join(title + body) + "\n"
+    full = [_block(c, True) for c in changes]
+    brief = [_block(c, False) for c in changes]
+    heading = ["", "#### Details"]
+    budget = LIMIT - len("\n".join(title + body + heading)) - NOTE_RESERVE
+    while True:
+        blocks, stripped, dropped = _select(full, brief, budget)
+        out = "\n".join(title + _note(len(changes), stripped, dropped) + body + heading + _details(changes, blocks))
+        if len(out) + 1 <= LIMIT:
+            return out + "\n"
+        budget -= len(out) + 1 - LIMIT  # the estimate was short by this much; converges in a step or two
+
+
+def _note(total: int, stripped: int, dropped: int) -> list[str]:
+    """The truncation note, at the top where a reviewer sees it."""
+    if not stripped and not dropped:
+        return []
+    parts = []
+    if dropped:
+        parts.append(f"{dropped} of {total} changes are left out")
+    if stripped:
+        parts.append("1 change is shown without its diff" if stripped == 1
+                     else f"{stripped} changes are shown without their diff")
+    return ["", f"> **Note**: this comment is shortened to stay under {LIMIT:,} characters: "
+            f"{' and '.join(parts)}. Run {FULL_PLAN} to see the whole plan."]

@@ -1,0 +1,254 @@
+"""Terminal view of a plan: rendered from `Plan.to_dict()`, symbol in the first column, one closing count line.
+
+Layout (every line of a change starts with its symbol, so the markdown view can reuse it in a ```diff block):
+
+    + runtime/container/hiclaw-worker-alice  # declared, not present (Worker/alice)
+    +   image: "hiclaw/worker-agent:latest"
+    ~ matrix/room/hiclaw-team-frontend-team  # members changed (Team/frontend-team)
+    +   members: "@bob:matrix-local.hiclaw.io:8080"
+    ~   name: "Team: a" → "Team: b"
+
+The closing line is exactly `No changes.` or `Plan: N to create, M to update, K to delete.`; the clause
+`R to replace, ` appears before the delete count only when a change is a replacement (docs/plan-format.md).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+PlanDict = Mapping[str, Any]
+
+SYMBOLS = {"create": "+", "update": "~", "replace": "±", "delete": "-"}
+SUMMARY_SYMBOLS = {"created": "+", "updated": "~", "deleted": "-", "affected": "*"}
+OPS = {"add": "+", "remove": "-", "change": "~"}
+
+MAX_CONTENT_LINES = 20  # lines shown of a multi-line value that is added or removed
+MAX_DIFF_LINES = 40  # lines shown of a unified diff between two multi-line values
+MAX_INLINE = 240  # characters shown of a single-line value
+DIFF_CONTEXT = 2
+
+ITEM_INDENT = "   "  # after the symbol: `+   path: value`
+CONTENT_INDENT = "       "  # after the symbol: `+       line of a file`
+
+_ANSI = {"+": "\033[32m", "-": "\033[31m", "~": "\033[33m", "±": "\033[36m", "@": "\033[36m", "*": "\033[36m"}
+_BOLD, _DIM, _RESET = "\033[1m", "\033[2m", "\033[0m"
+
+
+# Fixed phrases --------------------------------------------------------------------------------------------
+
+
+def closing_line(counts: Mapping[str, int]) -> str:
+    """`No changes.` or `Plan: N to create, M to update, [R to replace, ]K to delete.`"""
+    create, update = counts.get("create", 0), counts.get("update", 0)
+    replace, delete = counts.get("replace", 0), counts.get("delete", 0)
+    if not (create or update or replace or delete):
+        return "No changes."
+    middle = f"{replace} to replace, " if replace else ""
+    return f"Plan: {create} to create, {update} to update, {middle}{delete} to delete."
+
+
+def disabled_providers(plan: PlanDict) -> list[tuple[str, str]]:
+    """(provider, why) for each provider the plan did not cover, in the plan's order."""
+    out = []
+    for provider, state in plan.get("providers", {}).items():
+        if state != "enabled":
+            out.append((provider, str(state).removeprefix("disabled").lstrip(": ") or "disabled"))
+    return out
+
+
+def compared_phrase(plan: PlanDict) -> str:
+    """`main@1a2b3c4 (commit)`: the base and what kind of baseline it is."""
+    return f"{plan.get('base') or '-'} ({plan.get('compared_against') or 'unknown'})"
+
+
+def channel_phrase(channel: str) -> str:
+    """A room alias as it is; `dm` (the access report's direct-message channel) in words."""
+    return "direct messages" if channel == "dm" else channel
+
+
+def access_groups(access: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """Access changes by channel (rooms in order, then direct messages): `+ sender → receiver` lines."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    for sign, entries in (("+", access.get("gained") or ()), ("-", access.get("lost") or ())):
+        for sender, receiver, channel in entries:
+            groups.setdefault(channel, []).append((sender, receiver, sign))
+    order = sorted(groups, key=lambda c: (c == "dm", c))
+    out = []
+    for channel in order:
+        entries = sorted(groups[channel], key=_gained_first)
+        out.append((channel_phrase(channel), [f"{sign} {sender} → {receiver}" for sender, receiver, sign in entries]))
+    return out
+
+
+def _gained_first(entry: tuple[str, str, str]) -> tuple[str, str, str]:
+    sender, receiver, sign = entry
+    return (sign, sender, receiver)  # "+" sorts before "-"
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    details = "; ".join(summary.get("details") or ())
+    status = summary["status"]
+    text = status if not details else (details if status == "updated" else f"{status} ({details})")
+    return f"{SUMMARY_SYMBOLS.get(status, '*')} {summary['ref']}: {text}"
+
+
+# Values and diffs -----------------------------------------------------------------------------------------
+
+
+def fmt_value(value: Any) -> str:
+    """One-line rendering of a JSON value: strings quoted, containers as compact JSON, long values cut."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+    if len(text) > MAX_INLINE:
+        return f"{text[: MAX_INLINE - 1]}… ({len(text)} chars)"
+    return text
+
+
+def _multiline(value: Any) -> bool:
+    return isinstance(value, str) and "\n" in value.rstrip("\n")
+
+
+def _flatten(path: str, value: Any) -> list[tuple[str, Any]]:
+    """Mappings unfold into one entry per leaf path, so an added subtree reads like the rest of the diff."""
+    if isinstance(value, Mapping) and value:
+        out: list[tuple[str, Any]] = []
+        for k in sorted(value, key=str):
+            out.extend(_flatten(f"{path}.{k}" if path else str(k), value[k]))
+        return out
+    return [(path, value)]
+
+
+def _content_lines(sym: str, text: str, limit: int) -> list[str]:
+    lines = text.splitlines()
+    out = [f"{sym}{CONTENT_INDENT}{line}".rstrip() for line in lines[:limit]]
+    if len(lines) > limit:
+        out.append(f" {CONTENT_INDENT}… {len(lines) - limit} more lines")
+    return out
+
+
+def _unified(old: str, new: str) -> list[str]:
+    raw = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=DIFF_CONTEXT))[2:]
+    out: list[str] = []
+    for line in raw[:MAX_DIFF_LINES]:
+        if line.startswith("@@"):
+            out.append(f" {CONTENT_INDENT}{line}")
+        else:
+            out.append(f"{line[:1]}{CONTENT_INDENT}{line[1:]}".rstrip())
+    if len(raw) > MAX_DIFF_LINES:
+        out.append(f" {CONTENT_INDENT}… {len(raw) - MAX_DIFF_LINES} more diff lines")
+    return out
+
+
+def _leaf_lines(sym: str, path: str, value: Any) -> list[str]:
+    if _multiline(value):
+        head = f"{sym}{ITEM_INDENT}{path}: ({len(value.splitlines())} lines)"
+        return [head, *_content_lines(sym, value, MAX_CONTENT_LINES)]
+    return [f"{sym}{ITEM_INDENT}{path}: {fmt_value(value)}"]
+
+
+def diff_item_lines(item: Mapping[str, Any]) -> list[str]:
+    op, path, old, new = item["op"], item["path"] or "(value)", item.get("old"), item.get("new")
+    if op == "add":
+        return [line for p, v in _flatten(path, new) for line in _leaf_lines("+", p, v)]
+    if op == "remove":
+        return [line for p, v in _flatten(path, old) for line in _leaf_lines("-", p, v)]
+    if isinstance(old, str) and isinstance(new, str) and (_multiline(old) or _multiline(new)):
+        return [f"~{ITEM_INDENT}{path}:", *_unified(old, new)]
+    return [f"~{ITEM_INDENT}{path}: {fmt_value(old)} → {fmt_value(new)}"]
+
+
+def change_header(change: Mapping[str, Any]) -> str:
+    sym = SYMBOLS.get(change["action"], "?")
+    return f"{sym} {change['key']}  # {change['reason']} ({change['owner']})"
+
+
+def change_lines(change: Mapping[str, Any], diffs: bool = True) -> list[str]:
+    """A change's header and, with diffs, its body: the diff items, or every field of a created object."""
+    lines = [change_header(change)]
+    if not diffs:
+        return lines
+    if change["action"] == "create" and isinstance(change.get("after"), Mapping):
+        for path, value in _flatten("", change["after"]):
+            lines.extend(_leaf_lines("+", path, value))
+    else:
+        for item in change.get("diff") or ():
+            lines.extend(diff_item_lines(item))
+    return lines
+
+
+# The view -------------------------------------------------------------------------------------------------
+
+# Each rendered line carries its kind, so colour follows structure, never the text of a line.
+Line = tuple[str, str]  # (kind, text): title | plain | entry | change | warn | close
+
+
+def render(plan: PlanDict, color: bool = False) -> str:
+    out: list[Line] = []
+    out.append(("plain", f"Head:      {plan.get('head') or '-'}"))
+    out.append(("plain", f"Base:      {compared_phrase(plan)}"))
+    if plan.get("compared_against") == "live":
+        out.append(("plain", f"Observed:  fingerprint {plan.get('fingerprint')}"))
+    disabled = disabled_providers(plan)
+    if disabled:
+        out.append(("plain", "Disabled:  " + ", ".join(f"{p} ({why})" for p, why in disabled)))
+    if plan.get("unchanged"):
+        n = plan["unchanged"]
+        out.append(("plain", f"Unchanged: {n} object{'' if n == 1 else 's'}"))
+
+    summaries = plan.get("summaries") or []
+    if summaries:
+        out += [("plain", ""), ("title", "Org changes:")]
+        out += [("entry", "  " + summary_line(s)) for s in summaries]
+
+    groups = access_groups(plan.get("access") or {})
+    if groups:
+        out += [("plain", ""), ("title", "Access changes (who can address whom):")]
+        for where, lines in groups:
+            out.append(("plain", f"  in {where}"))
+            out += [("entry", f"    {line}") for line in lines]
+
+    changes = plan.get("changes") or []
+    if changes:
+        out += [("plain", ""), ("title", "Object changes:")]
+        for change in changes:
+            out += [("plain", ""), *(("change", line) for line in change_lines(change))]
+
+    warnings = plan.get("warnings") or []
+    if warnings:
+        out += [("plain", ""), ("title", "Warnings:")]
+        out += [("warn", f"  ! {w}") for w in warnings]
+    guard = plan.get("guard") or {}
+    if guard.get("tripped"):
+        out += [("plain", ""), ("warn", "Prune guard tripped: apply refuses this plan without --allow-mass-delete.")]
+        if guard.get("deleted_agents"):
+            out.append(("warn", "  agents deleted: " + ", ".join(guard["deleted_agents"])))
+
+    out += [("plain", ""), ("close", closing_line(plan.get("counts") or {}))]
+    return "\n".join(_paint(kind, text) if color else text for kind, text in out) + "\n"
+
+
+def _paint(kind: str, text: str) -> str:
+    """ANSI colour for one line: green create/add, yellow update, red delete/remove, cyan replace."""
+    if kind in ("title", "close"):
+        return f"{_BOLD}{text}{_RESET}"
+    if kind == "warn":
+        return f"\033[33m{text}{_RESET}"
+    if kind == "entry":
+        body = text.lstrip(" ")
+        indent = text[: len(text) - len(body)]
+        return f"{indent}{_ANSI[body[0]]}{body}{_RESET}" if body[:1] in _ANSI else text
+    if kind == "change" and text:
+        sym, rest = text[0], text[1:]
+        if sym == " ":
+            stripped = rest.lstrip(" ")
+            if stripped.startswith("@@"):
+                return f"{_ANSI['@']}{text}{_RESET}"
+            return f"{_DIM}{text}{_RESET}" if stripped.startswith("…") else text
+        colour = _ANSI.get(sym, "")
+        if rest.startswith(" ") and not rest.startswith(ITEM_INDENT) and "  # " in rest:
+            head, _, reason = text.partition("  # ")
+            return f"{colour}{_BOLD}{head}{_RESET}  {_DIM}# {reason}{_RESET}"
+        return f"{colour}{text}{_RESET}"
+    return text
