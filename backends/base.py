@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from gitops.objects import ManagedObject, Provider
@@ -30,7 +30,7 @@ class PermanentError(Exception):
     """Retrying cannot help: a 4xx, a refused spec, a missing image. Stops this branch of the graph only."""
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     CREATED = "created"
     CONFIGURED = "configured"
     UNCHANGED = "unchanged"

@@ -45,7 +45,9 @@ def from_state(store: StateStore) -> Baseline:
     )
 
 
-def record_snapshots(store: StateStore, commit: str, org: Mapping[str, Mapping[str, Any]], access: AccessReport | None) -> None:
+def record_snapshots(
+    store: StateStore, commit: str, org: Mapping[str, Mapping[str, Any]], access: AccessReport | None
+) -> None:
     """After a successful apply: what the state baseline compares the next plan against."""
     store.put_meta(ORG_SNAPSHOT, org)
     store.put_meta(ACCESS_SNAPSHOT, access_report.to_state(access) if access is not None else None)

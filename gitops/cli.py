@@ -29,10 +29,14 @@ def common_options() -> argparse.ArgumentParser:
     g.add_argument("--settings", metavar="FILE", help="settings file (YAML); default: none, upstream defaults")
     g.add_argument("--repo", metavar="URL", help="org repository: URL, path or file:// (overrides source.url)")
     g.add_argument("--branch", metavar="NAME", help="branch to follow (overrides source.branch)")
-    g.add_argument("--path", dest="org_path", metavar="DIR", help="org root inside the repository (overrides source.path)")
+    g.add_argument(
+        "--path", dest="org_path", metavar="DIR", help="org root inside the repository (overrides source.path)"
+    )
     g.add_argument("--state-dir", metavar="DIR", help="state directory (overrides state_dir)")
     g.add_argument("--status-branch", metavar="NAME", help="status branch (overrides status.branch)")
-    g.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour (default: auto, on a TTY)")
+    g.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour (default: auto, on a TTY)"
+    )
     return common
 
 

@@ -34,8 +34,12 @@ CODES: dict[str, Code] = _codes(
     # Files and YAML
     ("Y101", "yaml-syntax", E, "The file is not valid YAML."),
     ("Y102", "duplicate-key", E, "A mapping repeats a key; YAML parsers silently keep the last one."),
-    ("Y103", "alias-expansion", E,
-     "Anchors and aliases expand to too many nodes (an alias bomb) or refer to themselves."),
+    (
+        "Y103",
+        "alias-expansion",
+        E,
+        "Anchors and aliases expand to too many nodes (an alias bomb) or refer to themselves.",
+    ),
     ("Y104", "file-too-large", E, "The file is larger than the size cap."),
     ("Y105", "not-utf8", E, "The file is not UTF-8 text."),
     ("Y106", "not-a-mapping", E, "A YAML document is not a mapping (an object with apiVersion, kind, metadata, spec)."),
@@ -44,11 +48,19 @@ CODES: dict[str, Code] = _codes(
     ("Y109", "unreadable-file", E, "The file could not be read."),
     # Envelope
     ("K201", "missing-envelope", E, "A document lacks `apiVersion` or `kind`."),
-    ("K202", "foreign-api-version", W,
-     "A document's apiVersion is not hiclaw.io/v1beta1; it is skipped (an error with --strict)."),
+    (
+        "K202",
+        "foreign-api-version",
+        W,
+        "A document's apiVersion is not hiclaw.io/v1beta1; it is skipped (an error with --strict).",
+    ),
     ("K203", "unknown-kind", E, "A hiclaw.io/v1beta1 document has a kind other than Worker, Team, Human, Manager."),
-    ("K204", "status-ignored", W,
-     "A `status` block in the repository is ignored: status is written by the reconciler."),
+    (
+        "K204",
+        "status-ignored",
+        W,
+        "A `status` block in the repository is ignored: status is written by the reconciler.",
+    ),
     ("K205", "unknown-annotation", W, "An annotation under gitops.hiclaw.io/ is not one this reconciler understands."),
     ("K206", "bad-annotation-value", E, "A gitops.hiclaw.io/ annotation has a value it does not accept."),
     # Schema
@@ -56,13 +68,21 @@ CODES: dict[str, Code] = _codes(
     ("S302", "missing-field", E, "A required field is missing."),
     ("S303", "wrong-type", E, "A field has the wrong type."),
     ("S304", "bad-enum", E, "A field's value is not one of the allowed values."),
-    ("S305", "bad-name", E,
-     "A name is not lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters."),
+    (
+        "S305",
+        "bad-name",
+        E,
+        "A name is not lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters.",
+    ),
     ("S306", "bad-value", E, "A field's value breaks a schema constraint (pattern, range, length, format)."),
     # Org rules
     ("R401", "duplicate-resource", E, "Two documents declare the same kind and name."),
-    ("R402", "duplicate-runtime-name", E,
-     "Two agents would share one runtime name (container, Matrix account, storage prefix)."),
+    (
+        "R402",
+        "duplicate-runtime-name",
+        E,
+        "Two agents would share one runtime name (container, Matrix account, storage prefix).",
+    ),
     ("R403", "member-shadows-worker", E, "A team member has the name of a standalone Worker."),
     ("R404", "leader-is-worker", E, "A team's leader is also listed among its workers."),
     ("R405", "unknown-team", E, "A Human's accessibleTeams names a Team that does not exist."),
@@ -77,42 +97,95 @@ CODES: dict[str, Code] = _codes(
     ("R414", "secret-in-env", W, "An env value looks like a secret; secrets belong in the secret store."),
     ("R415", "admin-id-mismatch", E, "A Team admin's matrixUserId differs from the Human's Matrix ID."),
     ("R416", "empty-org", W, "The repository declares no resources."),
-    ("R417", "identity-clash", E, "Two identities would share one Matrix account: a Human and an agent, or two Humans."),
+    (
+        "R417",
+        "identity-clash",
+        E,
+        "Two identities would share one Matrix account: a Human and an agent, or two Humans.",
+    ),
     # Settings
-    ("C501", "missing-endpoint", E,
-     "A provider section is present but its endpoint is not set; leave the section out to disable the provider."),
+    (
+        "C501",
+        "missing-endpoint",
+        E,
+        "A provider section is present but its endpoint is not set; leave the section out to disable the provider.",
+    ),
     ("C502", "unreadable-secret-file", E, "A secret file named in the settings cannot be read or is empty."),
-    ("C503", "missing-secret-env", E,
-     "An environment variable named in the settings for a secret is not set or is empty."),
-    ("C504", "conflicting-secret-sources", E,
-     "A secret is configured both from an environment variable and from a file."),
+    (
+        "C503",
+        "missing-secret-env",
+        E,
+        "An environment variable named in the settings for a secret is not set or is empty.",
+    ),
+    (
+        "C504",
+        "conflicting-secret-sources",
+        E,
+        "A secret is configured both from an environment variable and from a file.",
+    ),
     ("C505", "unreadable-settings", E, "The settings file cannot be read, or is not a single YAML mapping."),
-    ("C506", "unknown-env-override", W,
-     "A HICLAW_GITOPS_<SECTION>_<KEY> environment variable names no setting; it is ignored."),
-    ("C507", "credentials-in-url", E,
-     "The repository URL embeds credentials; use source.token_env or source.token_file."),
+    (
+        "C506",
+        "unknown-env-override",
+        W,
+        "A HICLAW_GITOPS_<SECTION>_<KEY> environment variable names no setting; it is ignored.",
+    ),
+    (
+        "C507",
+        "credentials-in-url",
+        E,
+        "The repository URL embeds credentials; use source.token_env or source.token_file.",
+    ),
     ("C508", "secret-file-permissions", W, "A secret file can be read by other users."),
-    ("C509", "unreadable-settings-path", E,
-     "A file or directory named in the settings (key, known_hosts, allowed signers, GnuPG home) cannot be read."),
+    (
+        "C509",
+        "unreadable-settings-path",
+        E,
+        "A file or directory named in the settings (key, known_hosts, allowed signers, GnuPG home) cannot be read.",
+    ),
     # Git source and status
     ("G601", "remote-unreachable", E, "The git remote could not be reached (path, network, DNS, timeout)."),
     ("G602", "auth-failed", E, "The git remote refused the credentials."),
     ("G603", "branch-missing", E, "The remote has no such branch."),
-    ("G604", "bad-remote-response", E,
-     "The remote answered with something that is not a git repository or a valid pack."),
-    ("G605", "force-push", W,
-     "The branch was rewritten: the previously reconciled commit is not an ancestor of the new head."),
+    (
+        "G604",
+        "bad-remote-response",
+        E,
+        "The remote answered with something that is not a git repository or a valid pack.",
+    ),
+    (
+        "G605",
+        "force-push",
+        W,
+        "The branch was rewritten: the previously reconciled commit is not an ancestor of the new head.",
+    ),
     ("G606", "unsigned-commit", E, "Signature verification is on and the commit is not signed; it is not reconciled."),
-    ("G607", "untrusted-signature", E,
-     "The commit's signature does not verify or is not by an allowed signer; it is not reconciled."),
-    ("G608", "status-push-failed", E,
-     "The status commit could not be pushed (rejected by the server, or retries exhausted)."),
+    (
+        "G607",
+        "untrusted-signature",
+        E,
+        "The commit's signature does not verify or is not by an allowed signer; it is not reconciled.",
+    ),
+    (
+        "G608",
+        "status-push-failed",
+        E,
+        "The status commit could not be pushed (rejected by the server, or retries exhausted).",
+    ),
     ("G609", "org-path-missing", E, "The configured org path is not a directory in the commit."),
-    ("G610", "force-push-refused", E,
-     "The branch was rewritten and source.allow_force_push is false; the new head is not reconciled."),
+    (
+        "G610",
+        "force-push-refused",
+        E,
+        "The branch was rewritten and source.allow_force_push is false; the new head is not reconciled.",
+    ),
     ("G611", "verifier-unavailable", E, "ssh-keygen or gpg, needed to verify signatures, is missing or failed to run."),
-    ("G612", "pass-crashed", E,
-     "The reconcile pass raised an unexpected error; nothing after the failing step was done."),
+    (
+        "G612",
+        "pass-crashed",
+        E,
+        "The reconcile pass raised an unexpected error; nothing after the failing step was done.",
+    ),
 )
 
 
@@ -172,9 +245,7 @@ def counts(diagnostics: Sequence[Diagnostic]) -> tuple[int, int]:
 
 def render_text(diagnostics: Sequence[Diagnostic], color: bool = False) -> str:
     """Terminal form: `file:line:col: error[S301]: message` with the JSON path and a hint line."""
-    red, yellow, dim, bold, reset = (
-        ("\033[31m", "\033[33m", "\033[2m", "\033[1m", "\033[0m") if color else ("",) * 5
-    )
+    red, yellow, dim, bold, reset = ("\033[31m", "\033[33m", "\033[2m", "\033[1m", "\033[0m") if color else ("",) * 5
     lines: list[str] = []
     for d in sorted(diagnostics, key=sort_key):
         sev_color = red if d.severity is Severity.ERROR else yellow

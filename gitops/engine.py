@@ -56,7 +56,9 @@ def desired_state(read: OrgRead, settings: Settings) -> DesiredState:
 def baseline_of(read: OrgRead, settings: Settings, kind: str) -> baselines.Baseline:
     """Another commit's or directory's desired state, as an offline baseline."""
     desired = desired_state(read, settings)
-    return baselines.Baseline(kind, read.head, desired.objects, org_snapshot(read.validation.org.resources()), desired.access)
+    return baselines.Baseline(
+        kind, read.head, desired.objects, org_snapshot(read.validation.org.resources()), desired.access
+    )
 
 
 def prune_guard(desired: DesiredState, current: baselines.Baseline, prune: PruneSettings) -> dict[str, Any]:
@@ -64,7 +66,9 @@ def prune_guard(desired: DesiredState, current: baselines.Baseline, prune: Prune
 
     def agents(objects: Iterable[Any]) -> set[str]:
         return {o.name for o in objects if o.provider is Provider.RUNTIME and o.type == "container"} | {
-            o.name for o in objects if o.provider is Provider.MATRIX and o.type == "user" and o.spec.get("kind") == "agent"
+            o.name
+            for o in objects
+            if o.provider is Provider.MATRIX and o.type == "user" and o.spec.get("kind") == "agent"
         }
 
     before = agents(current.objects.values())
@@ -78,8 +82,7 @@ def prune_guard(desired: DesiredState, current: baselines.Baseline, prune: Prune
         reasons.append(f"{len(deleted)} agent identities would be deleted (limit {prune.max_agents})")
     elif total and len(deleted) >= 2 and len(deleted) / total > prune.max_fraction:
         reasons.append(
-            f"{len(deleted)} of {total} agent identities would be deleted "
-            f"(more than {prune.max_fraction:.0%})"
+            f"{len(deleted)} of {total} agent identities would be deleted (more than {prune.max_fraction:.0%})"
         )
     return {"tripped": bool(reasons), "reasons": reasons, "deleted_agents": deleted}
 

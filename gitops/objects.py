@@ -11,13 +11,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 SECRET_PREFIX = "secret://"
 
 
-class Provider(str, Enum):
+class Provider(StrEnum):
     RUNTIME = "runtime"
     MATRIX = "matrix"
     STORAGE = "storage"

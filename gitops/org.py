@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from gitops import ANNOTATION_PREFIX, KINDS
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     MANAGER = "manager"
     STANDALONE = "standalone"
     LEADER = "team_leader"

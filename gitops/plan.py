@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from gitops.objects import SECRET_PREFIX, ManagedObject, Provider, canonical_json
@@ -28,7 +28,7 @@ REPLACE_ON: dict[tuple[str, str], frozenset[str]] = {
 _SECRET_KEYS = re.compile(r"(password|secret|token|apikey|api_key|credential|private)", re.IGNORECASE)
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     REPLACE = "replace"
@@ -213,7 +213,9 @@ def diff_specs(old: Any, new: Any, path: str = "") -> list[DiffItem]:
         removed = [v for v in old if v not in new]
         added = [v for v in new if v not in old]
         if removed or added:
-            return [DiffItem("remove", path, v, None) for v in removed] + [DiffItem("add", path, None, v) for v in added]
+            return [DiffItem("remove", path, v, None) for v in removed] + [
+                DiffItem("add", path, None, v) for v in added
+            ]
         return [DiffItem("change", path, old, new)]  # same members, other order
     return [DiffItem("change", path, old, new)]
 
@@ -232,14 +234,38 @@ def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> 
         raise ValueError("nothing to compare")
     if current is None:
         assert desired is not None
-        return Change(desired.key, Action.CREATE, desired.owner, "declared, not present", None,
-                      redact(desired.spec), (), desired.depends_on)
+        return Change(
+            desired.key,
+            Action.CREATE,
+            desired.owner,
+            "declared, not present",
+            None,
+            redact(desired.spec),
+            (),
+            desired.depends_on,
+        )
     if desired is None:
         if not current.prune:
-            return Change(current.key, Action.NOOP, current.owner, "no longer declared; kept (prune disabled)",
-                          redact(current.spec), redact(current.spec), (), current.depends_on)
-        return Change(current.key, Action.DELETE, current.owner, "no longer declared", redact(current.spec), None,
-                      (), current.depends_on)
+            return Change(
+                current.key,
+                Action.NOOP,
+                current.owner,
+                "no longer declared; kept (prune disabled)",
+                redact(current.spec),
+                redact(current.spec),
+                (),
+                current.depends_on,
+            )
+        return Change(
+            current.key,
+            Action.DELETE,
+            current.owner,
+            "no longer declared",
+            redact(current.spec),
+            None,
+            (),
+            current.depends_on,
+        )
     if desired.hash == current.hash:
         return Change(desired.key, Action.NOOP, desired.owner, "up to date", None, None, (), desired.depends_on)
     items = tuple(diff_specs(redact(current.spec), redact(desired.spec)))
@@ -247,10 +273,26 @@ def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> 
     forcing = REPLACE_ON.get((desired.provider.value, desired.type), frozenset())
     replace = [p for p in changed if p in forcing]
     if replace:
-        return Change(desired.key, Action.REPLACE, desired.owner, f"{', '.join(replace)} changed: must be re-created",
-                      redact(current.spec), redact(desired.spec), items, desired.depends_on)
-    return Change(desired.key, Action.UPDATE, desired.owner, f"{', '.join(changed) or 'spec'} changed",
-                  redact(current.spec), redact(desired.spec), items, desired.depends_on)
+        return Change(
+            desired.key,
+            Action.REPLACE,
+            desired.owner,
+            f"{', '.join(replace)} changed: must be re-created",
+            redact(current.spec),
+            redact(desired.spec),
+            items,
+            desired.depends_on,
+        )
+    return Change(
+        desired.key,
+        Action.UPDATE,
+        desired.owner,
+        f"{', '.join(changed) or 'spec'} changed",
+        redact(current.spec),
+        redact(desired.spec),
+        items,
+        desired.depends_on,
+    )
 
 
 def fingerprint(objects: Mapping[str, ManagedObject]) -> str:
