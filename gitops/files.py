@@ -57,7 +57,7 @@ def git_blob_id(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
 
 
-def ignore_spec(text: str | None) -> pathspec.PathSpec | None:
+def ignore_spec(text: str | None) -> pathspec.GitIgnoreSpec | None:
     if not text:
         return None
     return pathspec.GitIgnoreSpec.from_lines(text.splitlines())  # git's own matching rules
@@ -81,7 +81,7 @@ class DirectorySource:
     def problems(self) -> list[Diagnostic]:
         return list(self._problems)
 
-    def _ignored(self) -> pathspec.PathSpec | None:
+    def _ignored(self) -> pathspec.GitIgnoreSpec | None:
         path = self.root / IGNORE_FILE
         return ignore_spec(path.read_text("utf-8", errors="replace")) if path.is_file() else None
 
@@ -93,7 +93,7 @@ class DirectorySource:
         found.sort(key=lambda f: f.path)
         yield from found
 
-    def _walk(self, directory: Path, prefix: str, ignored: pathspec.PathSpec | None, out: list[SourceFile]) -> None:
+    def _walk(self, directory: Path, prefix: str, ignored: pathspec.GitIgnoreSpec | None, out: list[SourceFile]) -> None:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:

@@ -172,8 +172,8 @@ class Plan:
             providers=d["providers"],
             changes=tuple(Change.from_dict(c) for c in d["changes"]),
             summaries=tuple(ResourceSummary(s["ref"], s["status"], tuple(s["details"])) for s in d["summaries"]),
-            access_gained=tuple(tuple(e) for e in d["access"]["gained"]),  # type: ignore[misc]
-            access_lost=tuple(tuple(e) for e in d["access"]["lost"]),  # type: ignore[misc]
+            access_gained=tuple(tuple(e) for e in d["access"]["gained"]),
+            access_lost=tuple(tuple(e) for e in d["access"]["lost"]),
             warnings=tuple(d["warnings"]),
             guard=d.get("guard", {}),
             unchanged=int(d.get("unchanged", 0)),

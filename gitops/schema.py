@@ -70,7 +70,7 @@ def fast_validator_for(kind: str) -> Callable[[Any], Any]:
     """
     schema = dict(validator_for(kind).schema)
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    return fastjsonschema.compile(schema, use_default=False)  # type: ignore[no-any-return]
+    return fastjsonschema.compile(schema, use_default=False)
 
 
 def check(kind: str, data: Any, file: str, locate: Locate) -> list[Diagnostic]:

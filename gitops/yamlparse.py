@@ -46,7 +46,7 @@ class _AliasBomb(Exception):
         self.mark, self.detail = mark, detail
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _Loader(_BaseLoader):  # type: ignore[misc,unused-ignore]
     """Safe loader that refuses duplicate keys and checks alias expansion before constructing."""
 
     check_aliases = False
