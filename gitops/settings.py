@@ -37,6 +37,18 @@ class SourceSettings:
     allowed_signers: str = ""
     webhook_secret_env: str = ""
     webhook_secret_file: str = ""
+    token_username: str = "x-access-token"
+    ssh_user: str = "git"
+    ssh_passphrase_env: str = ""
+    ssh_passphrase_file: str = ""
+    gpg_home: str = ""
+    allow_force_push: bool = True
+    timeout: float = 30.0
+    backoff_max: float = 300.0
+
+    @property
+    def verify_signatures(self) -> bool:
+        return bool(self.allowed_signers or self.gpg_home)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,9 @@ class StatusSettings:
     path: str = ""
     author_name: str = "hiclaw-gitops"
     author_email: str = "hiclaw-gitops@localhost"
+    enabled: bool = True
+    push_retries: int = 5
+    listen: str = "127.0.0.1:9180"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,144 @@
+"""`hiclaw-gitops run`: the reconciler daemon (poll, reconcile, write status back, serve health and metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gitops.commands.status import fail as _fail
+from gitops.gitsource import GitAuth, GitSource, GitSourceError, SignatureVerifier
+from gitops.load import ParseCache
+from gitops.loop import (
+    Daemon,
+    DirectoryPoller,
+    GitPoller,
+    Health,
+    HttpServer,
+    LockHeld,
+    LoopState,
+    PollOutcome,
+    Reconciler,
+    StateLock,
+    configure_logging,
+    default_pass,
+    event,
+    watch_directory,
+)
+from gitops.metrics import Metrics
+from gitops.notify import EscalationTracker, notifier_from_settings
+from gitops.settings import Settings
+from gitops.settings_file import SecretError, SettingsError, optional_secret, settings_from_args
+from gitops.status import DirectoryStatusStore, GitStatusStore, StatusStore
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the reconciler: poll the repository, reconcile each new commit, write status back",
+        description=(
+            "Follow one branch of the org repository. Each new commit is validated and reconciled once, and one "
+            "status commit records the outcome. A poll with no new commit costs one round trip and writes nothing. "
+            "Serves /healthz, /readyz, /metrics and a GitHub-style webhook (POST /webhook). SIGTERM lets the pass "
+            "in flight finish. Exit 0 on a clean stop (or, with --once, a successful pass), 1 otherwise."
+        ),
+    )
+    p.add_argument("--once", action="store_true", help="one poll and at most one pass, then exit")
+    p.add_argument("--watch", metavar="DIR",
+                   help="development: reconcile a local directory whenever its YAML files change (no git)")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="HTTP endpoint (overrides status.listen; '' turns it off; default off with --once)")
+    p.add_argument("--log-format", choices=("json", "text"), default="json", help="log line format (default: json)")
+    p.add_argument("--strict", action="store_true", help="treat documents with a foreign apiVersion as errors")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args, secrets=True)
+    except SettingsError as exc:
+        return _fail(exc.diagnostics, args.color)
+    configure_logging(args.log_format)
+    state_dir = Path(settings.state_dir)
+    lock = StateLock(state_dir)
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hiclaw-gitops: cannot lock the state directory {state_dir}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        return _run_locked(args, settings, state_dir)
+    finally:
+        lock.release()
+
+
+def _run_locked(args: argparse.Namespace, settings: Settings, state_dir: Path) -> int:
+    metrics = Metrics()
+    health = Health()
+    stop, wake = threading.Event(), threading.Event()
+    state_path = state_dir / "loop.json"
+    state = LoopState.load(state_path)
+    tracker = EscalationTracker(notifier_from_settings(settings), settings.notify.after_failures, state.escalation)
+    pass_fn = default_pass(settings, ParseCache(state_dir / "parse-cache.pickle"), strict=args.strict)
+    try:
+        webhook_secret = optional_secret(settings.source.webhook_secret_env, settings.source.webhook_secret_file,
+                                         key="source.webhook_secret")
+    except SecretError as exc:
+        return _fail([exc.diagnostic], args.color)
+
+    poll: Callable[[], PollOutcome]
+    if args.watch:
+        store: StatusStore | None = DirectoryStatusStore(state_dir / "status") if settings.status.enabled else None
+        reconciler = Reconciler(settings, pass_fn, store=store, metrics=metrics, tracker=tracker, state=state,
+                                state_path=state_path, source_label=str(Path(args.watch).resolve()))
+        poller = DirectoryPoller(Path(args.watch) / settings.source.path if settings.source.path else args.watch,
+                                 reconciler, store)
+        health.set_ready(True)
+        poll = poller.poll
+    else:
+        try:
+            source = GitSource(
+                settings.source.url, settings.source.branch, state_dir / "git",
+                auth=GitAuth.from_settings(settings.source), depth=settings.source.depth,
+                timeout=settings.source.timeout, known_hosts=settings.source.ssh_known_hosts,
+            )
+        except (GitSourceError, SecretError) as exc:
+            return _fail([exc.diagnostic], args.color)
+        git_store = GitStatusStore(source, settings.status) if settings.status.enabled else None
+        reconciler = Reconciler(settings, pass_fn, store=git_store, metrics=metrics, tracker=tracker, state=state,
+                                state_path=state_path, source_label=source.label)
+        git_poller = GitPoller(source, reconciler, git_store, verifier=SignatureVerifier.from_settings(settings.source),
+                               health=health)
+        poll = git_poller.poll
+
+    event(logging.INFO, "starting", source=args.watch or (settings.source.url and reconciler.source_label),
+          state_dir=str(state_dir), once=bool(args.once), status=settings.status.enabled)
+    listen = settings.status.listen if args.listen is None else args.listen
+    if args.once and args.listen is None:
+        listen = ""
+    server: HttpServer | None = None
+    if listen:
+        try:
+            server = HttpServer(listen, health=health, metrics=metrics, wake=wake, webhook_secret=webhook_secret,
+                                branch=settings.source.branch).start()
+        except (OSError, ValueError) as exc:
+            print(f"hiclaw-gitops: cannot listen on {listen}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            return 1
+    daemon = Daemon(poll, interval=settings.source.poll_interval, jitter=settings.source.jitter,
+                    backoff_max=settings.source.backoff_max, health=health, stop=stop, wake=wake)
+    if args.watch:
+        watch_directory(args.watch, wake, stop)
+    try:
+        with daemon.signals():
+            return daemon.run(once=args.once)
+    finally:
+        stop.set()
+        if server is not None:
+            server.stop()
