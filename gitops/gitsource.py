@@ -652,3 +652,24 @@ def _run(argv: list[str], stdin: bytes | None = None) -> subprocess.CompletedPro
         return subprocess.run(argv, input=stdin, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+def ref_source(directory: str | os.PathLike[str], ref: str) -> tuple[CommitTreeSource, str]:
+    """The org at `ref` in the git repository containing `directory`, read from the commit tree.
+
+    The org root inside the commit is `directory`'s path relative to the repository's work tree, so
+    `plan example-org --base origin/main` compares example-org/ with example-org/ at origin/main.
+    Raises LookupError when there is no repository or the ref does not resolve.
+    """
+    where = Path(directory).resolve()
+    found = pygit2.discover_repository(str(where))
+    if found is None:
+        raise LookupError(f"{where} is not inside a git repository")
+    repo = pygit2.Repository(found)
+    try:
+        commit = repo.revparse_single(ref).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise LookupError(f"{ref!r} is not a commit of {repo.workdir or repo.path}") from exc
+    workdir = Path(repo.workdir or found).resolve()
+    root = where.relative_to(workdir).as_posix() if where != workdir else ""
+    return CommitTreeSource(repo, commit, root=root), str(commit.id)

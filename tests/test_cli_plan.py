@@ -1,0 +1,77 @@
+"""`hiclaw-gitops plan` end to end: offline against a git ref or a directory, exit codes, saved plans."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitops.cli import main
+from gitops.plan import Plan
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example-org"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                   check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    shutil.copytree(EXAMPLE, repo / "org")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "org")
+    return repo
+
+
+def test_no_changes_against_the_same_commit_exits_0(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(repo / "org"), "--base", "main", "--detailed-exitcode", "--color", "never"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("No changes.")
+
+
+def test_an_edit_against_the_base_branch_exits_2_with_the_change(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    team = repo / "org/teams/frontend-team.yaml"
+    team.write_text(team.read_text().replace("peerMentions: true", "peerMentions: false"))
+    out = tmp_path / "plan.json"
+    code = main(["plan", str(repo / "org"), "--base", "main", "--detailed-exitcode", "--format", "json",
+                 "--out", str(out)])
+    assert code == 2
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    plan = Plan.from_dict(printed)
+    assert plan.compared_against == "commit" and len(plan.base) == 40
+    assert [(s.ref, s.details) for s in plan.summaries] == [("Team/frontend-team", ("peerMentions true → false",))]
+    assert plan.counts() == {"create": 0, "update": 6, "replace": 0, "delete": 0}
+
+
+def test_against_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = tmp_path / "head"
+    shutil.copytree(EXAMPLE, head)
+    (head / "humans/lena.yaml").unlink()
+    assert main(["plan", str(head), "--base", str(EXAMPLE), "--detailed-exitcode", "--color", "never"]) == 2
+    out = capsys.readouterr().out
+    assert "- Human/lena: deleted" in out
+    assert "- matrix/user/lena" in out
+
+
+def test_unknown_ref_is_an_error(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(repo / "org"), "--base", "no-such-branch"]) == 1
+    assert "no-such-branch" in capsys.readouterr().err
+
+
+def test_invalid_head_is_an_error_with_diagnostics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = tmp_path / "head"
+    shutil.copytree(EXAMPLE, head)
+    (head / "workers/bad.yaml").write_text("apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata: {name: x}\n")
+    assert main(["plan", str(head), "--detailed-exitcode", "--color", "never"]) == 1
+    err = capsys.readouterr().err
+    assert "workers/bad.yaml:1:1: error[S302]: missing required field `spec`" in err
