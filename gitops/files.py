@@ -93,13 +93,19 @@ class DirectorySource:
         found.sort(key=lambda f: f.path)
         yield from found
 
-    def _walk(self, directory: Path, prefix: str, ignored: pathspec.GitIgnoreSpec | None, out: list[SourceFile]) -> None:
+    def _walk(
+        self, directory: Path, prefix: str, ignored: pathspec.GitIgnoreSpec | None, out: list[SourceFile]
+    ) -> None:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
             self._problems.append(
-                diag("Y109", f"cannot list directory: {exc.strerror}", file=prefix or ".",
-                     hint="check the directory's permissions, or list it in .hiclawignore")
+                diag(
+                    "Y109",
+                    f"cannot list directory: {exc.strerror}",
+                    file=prefix or ".",
+                    hint="check the directory's permissions, or list it in .hiclawignore",
+                )
             )
             return
         for entry in entries:
@@ -115,8 +121,12 @@ class DirectorySource:
                 except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
                     if is_yaml(entry.name):
                         self._problems.append(
-                            diag("Y109", "cannot read file: its symbolic links form a loop", file=rel,
-                                 hint="point the link at a real file, or remove it")
+                            diag(
+                                "Y109",
+                                "cannot read file: its symbolic links form a loop",
+                                file=rel,
+                                hint="point the link at a real file, or remove it",
+                            )
                         )
                     continue
                 if not target.is_relative_to(self.root):
@@ -134,8 +144,12 @@ class DirectorySource:
                     continue  # an in-repo directory link would list the same files twice
                 if is_yaml(entry.name) and not target.exists():
                     self._problems.append(
-                        diag("Y109", "cannot read file: its symbolic link points to a missing file", file=rel,
-                             hint="point the link at an existing file, or remove it")
+                        diag(
+                            "Y109",
+                            "cannot read file: its symbolic link points to a missing file",
+                            file=rel,
+                            hint="point the link at an existing file, or remove it",
+                        )
                     )
                     continue
             if is_dir:
@@ -148,8 +162,12 @@ class DirectorySource:
             content = path.read_bytes()
         except OSError as exc:
             self._problems.append(
-                diag("Y109", f"cannot read file: {exc.strerror}", file=rel,
-                     hint="check the file's permissions, or list it in .hiclawignore")
+                diag(
+                    "Y109",
+                    f"cannot read file: {exc.strerror}",
+                    file=rel,
+                    hint="check the file's permissions, or list it in .hiclawignore",
+                )
             )
             return
         out.append(SourceFile(rel, git_blob_id(content), lambda c=content: c))  # type: ignore[misc]
