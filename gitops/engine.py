@@ -6,7 +6,7 @@ Each stage is a function of values; this module only sequences them. Commands an
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ from gitops import baseline as baselines
 from gitops.compile import compile_org
 from gitops.files import FileSource
 from gitops.load import LoadResult, ParseCache, load
-from gitops.objects import DesiredState, Provider
+from gitops.objects import DesiredState, ManagedObject, Provider
 from gitops.plan import Action, Plan, make_plan
 from gitops.settings import PruneSettings, Settings
 from gitops.state import org_snapshot
@@ -61,29 +61,49 @@ def baseline_of(read: OrgRead, settings: Settings, kind: str) -> baselines.Basel
     )
 
 
-def prune_guard(desired: DesiredState, current: baselines.Baseline, prune: PruneSettings) -> dict[str, Any]:
-    """Refuse mass deletions and an implicit empty org (SPEC §5.4). Deleting one agent is never 'mass'."""
+def org_agents(org: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Agent identities of an org snapshot: `Worker/x`, `Manager/x`, `Team/t/member`."""
+    found: set[str] = set()
+    for ref, spec in org.items():
+        kind = ref.split("/", 1)[0]
+        if kind in ("Worker", "Manager"):
+            found.add(ref)
+        elif kind == "Team":
+            members = [spec.get("leader") or {}, *(spec.get("workers") or [])]
+            found.update(f"{ref}/{m['name']}" for m in members if isinstance(m, Mapping) and m.get("name"))
+    return found
 
-    def agents(objects: Iterable[Any]) -> set[str]:
-        return {o.name for o in objects if o.provider is Provider.RUNTIME and o.type == "container"} | {
-            o.name
-            for o in objects
-            if o.provider is Provider.MATRIX and o.type == "user" and o.spec.get("kind") == "agent"
-        }
 
-    before = agents(current.objects.values())
-    after = agents(desired.objects.values())
+def _object_agents(objects: Iterable[ManagedObject]) -> set[str]:
+    """Agent identities seen in objects alone (a baseline with no org snapshot): their Matrix accounts, else
+    their containers. Counted from one kind only, so an agent is never counted twice."""
+    users = {o.name for o in objects if o.key.startswith("matrix/user/") and o.spec.get("kind") == "agent"}
+    return users or {o.name for o in objects if o.key.startswith("runtime/container/")}
+
+
+def prune_guard(
+    desired: DesiredState,
+    current: baselines.Baseline,
+    prune: PruneSettings,
+    new_org: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Refuse mass deletions and an implicit empty org (SPEC §5.4). Deleting one agent is never 'mass'.
+
+    Agents are counted by identity (an agent put to `Stopped` keeps its identity and is not a deletion).
+    """
+    if current.org and new_org is not None:
+        before, after = org_agents(current.org), org_agents(new_org)
+    else:
+        before, after = _object_agents(current.objects.values()), _object_agents(desired.objects.values())
     deleted = sorted(before - after)
     total = len(before)
     reasons = []
     if current.objects and not desired.objects:
         reasons.append("the desired state is empty; an empty org is never applied implicitly")
     if len(deleted) > prune.max_agents:
-        reasons.append(f"{len(deleted)} agent identities would be deleted (limit {prune.max_agents})")
+        reasons.append(f"{len(deleted)} agents would be deleted (limit {prune.max_agents})")
     elif total and len(deleted) >= 2 and len(deleted) / total > prune.max_fraction:
-        reasons.append(
-            f"{len(deleted)} of {total} agent identities would be deleted (more than {prune.max_fraction:.0%})"
-        )
+        reasons.append(f"{len(deleted)} of {total} agents would be deleted (more than {prune.max_fraction:.0%})")
     return {"tripped": bool(reasons), "reasons": reasons, "deleted_agents": deleted}
 
 
@@ -98,7 +118,8 @@ def plan(
     effective = settings.with_all_providers() if all_providers else settings
     desired = desired or desired_state(read, effective)
     gained, lost = access.diff(current.access, desired.access) if desired.access is not None else ((), ())
-    guard = prune_guard(desired, current, settings.prune)
+    new_org = org_snapshot(read.validation.org.resources())
+    guard = prune_guard(desired, current, settings.prune, new_org)
     warnings = list(desired.notes) if not all_providers else []
     if guard["tripped"]:
         warnings.append("prune guard: " + "; ".join(guard["reasons"]) + " — apply refuses without --allow-mass-delete")
@@ -111,7 +132,7 @@ def plan(
         providers=effective.providers,
         disabled_notes={p.value: "no settings section" for p in Provider},
         old_org=current.org,
-        new_org=org_snapshot(read.validation.org.resources()),
+        new_org=new_org,
         access_gained=gained,
         access_lost=lost,
         warnings=warnings,

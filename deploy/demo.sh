@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up and run the main job: reconcile example-org/ on the embedded local stack (Docker engine on this
+# machine, stand-in agent images built locally), show the plan, apply it, and show that a second pass
+# changes nothing. Needs root for the first run (apt-get install docker.io busybox-static; start dockerd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ "$(id -u)" = 0 ]; then
+    bash .ci/docker-setup.sh
+fi
+python3 -m venv .venv
+.venv/bin/pip install --quiet -e .
+exec .venv/bin/hiclaw-gitops demo "$@"

@@ -1,0 +1,280 @@
+"""Secret store: generated credentials by name in `secrets.db` (SQLite, mode 0600), optionally encrypted.
+
+Specs never hold a credential, only a `secret://<name>` reference; `resolve` swaps references for values at
+the last moment, inside a backend's apply. A value is generated on first use from the shape of its name:
+
+| Name                     | Value                                                                  |
+|--------------------------|------------------------------------------------------------------------|
+| `matrix/<x>/password`    | 32 hex characters                                                      |
+| `matrix/<x>/token`       | never generated: stored by the Matrix backend applying `matrix/user/<x>` |
+| `storage/<x>/secret-key` | 48 hex characters                                                      |
+| `gateway/<x>/key`        | 64 hex characters                                                      |
+| `human/...`              | 24 URL-safe characters (a human's initial password)                    |
+
+With `HICLAW_GITOPS_SECRET_KEY` set, values are encrypted with AES-256-GCM (the secret's name as associated
+data) under a key derived from it with scrypt; the `cryptography` package does the work, or PyCryptodome
+(already required by the minio client) where `cryptography` is not installed. Values never appear in a
+repr, a log line or an exception message, and every value handed out is registered with the settings
+redactor so any text leaving the process can be scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import secrets as token
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gitops.objects import SECRET_PREFIX
+from gitops.settings_file import REDACTOR
+
+KEY_ENV = "HICLAW_GITOPS_SECRET_KEY"
+REFERENCE = re.compile(re.escape(SECRET_PREFIX) + r"([\w/.\-]+)")  # the characters objects.secret_refs accepts
+
+# Name shape -> generator. Names matching none (and `matrix/<x>/token`) must be `put` before use.
+GENERATORS: tuple[tuple[re.Pattern[str], Callable[[], str]], ...] = (
+    (re.compile(r"matrix/[^/]+/password"), lambda: token.token_hex(16)),
+    (re.compile(r"storage/[^/]+/secret-key"), lambda: token.token_hex(24)),
+    (re.compile(r"gateway/[^/]+/key"), lambda: token.token_hex(32)),
+    (re.compile(r"human/.+"), lambda: token.token_urlsafe(18)),
+)
+
+# Secrets that are not generated but produced by applying an object (name shape -> that object's key): an
+# object whose spec refers to one is applied after its producer, whatever its declared dependencies.
+PRODUCERS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"matrix/([^/]+)/token"), "matrix/user/{0}"),
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL, nonce BLOB);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+"""
+_CHECK = b"hiclaw-gitops secret store"
+
+
+class SecretError(Exception):
+    """The store cannot give a value: missing, undecryptable, or misconfigured. Never carries a value."""
+
+
+class SecretMissing(SecretError, KeyError):
+    """No value under this name and none can be generated."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def generator_for(name: str) -> Callable[[], str] | None:
+    for pattern, generate in GENERATORS:
+        if pattern.fullmatch(name):
+            return generate
+    return None
+
+
+def producer(name: str) -> str | None:
+    """The key of the object whose apply stores the secret `name` (the Matrix user for its token), if any."""
+    for pattern, key in PRODUCERS:
+        match = pattern.fullmatch(name)
+        if match:
+            return key.format(*match.groups())
+    return None
+
+
+class _Cipher:
+    """AES-256-GCM: `cryptography` if installed, else PyCryptodome; one format (nonce, ciphertext ‖ tag)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        if importlib.util.find_spec("cryptography") is not None:
+            self.library = "cryptography"
+        elif importlib.util.find_spec("Crypto") is not None:
+            self.library = "pycryptodome"
+        else:
+            raise SecretError(
+                f"{KEY_ENV} is set but no AES library is installed: install the `cryptography` package "
+                f"(pip install cryptography), or unset {KEY_ENV} to keep the store unencrypted"
+            )
+
+    def __repr__(self) -> str:
+        return f"_Cipher({self.library})"
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
+        nonce = os.urandom(12)
+        if self.library == "cryptography":
+            aead: Any = importlib.import_module("cryptography.hazmat.primitives.ciphers.aead")
+            return nonce, bytes(aead.AESGCM(self._key).encrypt(nonce, plaintext, aad))
+        aes: Any = importlib.import_module("Crypto.Cipher.AES")
+        cipher = aes.new(self._key, aes.MODE_GCM, nonce=nonce)
+        cipher.update(aad)
+        data, tag = cipher.encrypt_and_digest(plaintext)
+        return nonce, bytes(data) + bytes(tag)
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        try:
+            if self.library == "cryptography":
+                aead: Any = importlib.import_module("cryptography.hazmat.primitives.ciphers.aead")
+                return bytes(aead.AESGCM(self._key).decrypt(nonce, data, aad))
+            aes: Any = importlib.import_module("Crypto.Cipher.AES")
+            cipher = aes.new(self._key, aes.MODE_GCM, nonce=nonce)
+            cipher.update(aad)
+            return bytes(cipher.decrypt_and_verify(data[:-16], data[-16:]))
+        except Exception:  # InvalidTag / ValueError: wrong key or tampered row; the cause is not shown
+            raise SecretError(f"cannot decrypt the secret store: {KEY_ENV} does not match its key") from None
+
+
+class SecretStore:
+    """Credentials by name. Thread-safe: backends resolve references from the executor's worker threads."""
+
+    FILE = "secrets.db"
+
+    def __init__(self, state_dir: str | os.PathLike[str], *, key: str | None = None) -> None:
+        """`key` overrides the environment variable (tests); an empty key means unencrypted."""
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.dir / self.FILE
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)  # before sqlite, so it never exists wider
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # WAL with a sync per commit: a generated credential is on disk before any backend can use it.
+        # SQLite creates the -wal and -shm files with the database file's mode (0600).
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        for suffix in ("-wal", "-shm", "-journal"):  # side files of an older opening: row data too
+            side = Path(str(self.path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+        passphrase = os.environ.get(KEY_ENV, "") if key is None else key
+        self._cipher = self._open_cipher(passphrase) if passphrase else None
+        if self._cipher is None and self._meta("check") is not None:
+            raise SecretError(f"the secret store {self.path} is encrypted: set {KEY_ENV}")
+
+    @classmethod
+    def exists(cls, state_dir: str | os.PathLike[str]) -> bool:
+        return (Path(state_dir) / cls.FILE).is_file()
+
+    @property
+    def encrypted(self) -> bool:
+        return self._cipher is not None
+
+    def __repr__(self) -> str:
+        return f"SecretStore({str(self.path)!r}, encrypted={self.encrypted})"
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # Reading and writing -----------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM secrets ORDER BY name")]
+
+    def get(self, name: str) -> str:
+        """The value stored under `name`; SecretMissing when there is none (nothing is generated)."""
+        value = self._read(name)
+        if value is None:
+            raise SecretMissing(f"no secret named {name!r} in {self.path}")
+        return value
+
+    def put(self, name: str, value: str) -> None:
+        """Store a value obtained elsewhere (the Matrix backend's access token), replacing any earlier one."""
+        if not value:
+            raise SecretError(f"refusing to store an empty value for {name!r}")
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO secrets(name, value, nonce) VALUES (?, ?, ?)",
+                             (name, *self._seal(name, value)))
+        REDACTOR.add(value)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM secrets WHERE name = ?", (name,))
+
+    def get_or_create(self, name: str) -> str:
+        """The value under `name`, generating it first when its name has a known shape."""
+        with self._lock:
+            value = self._read(name)
+            if value is not None:
+                return value
+            generate = generator_for(name)
+            if generate is None:
+                what = "it is stored by the Matrix backend after login" if name.endswith("/token") else (
+                    "its name has no generator")
+                raise SecretMissing(f"secret {name!r} does not exist yet and is not generated: {what}")
+            value = generate()
+            self._db.execute("INSERT INTO secrets(name, value, nonce) VALUES (?, ?, ?)",
+                             (name, *self._seal(name, value)))
+        REDACTOR.add(value)
+        return value
+
+    def resolve(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A copy of `spec` with every `secret://name` inside a string replaced by the value."""
+        resolved: Mapping[str, Any] = self._resolve(spec)
+        return resolved
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if SECRET_PREFIX not in value:
+                return value
+            return REFERENCE.sub(lambda m: self.get_or_create(m.group(1)), value)
+        if isinstance(value, Mapping):
+            return {k: self._resolve(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._resolve(v) for v in value]
+        return value
+
+    # Encryption --------------------------------------------------------------------------------------
+
+    def _open_cipher(self, passphrase: str) -> _Cipher:
+        with self._lock:
+            salt = self._meta("salt")
+            if salt is None:
+                salt = os.urandom(16)
+                self._db.execute("INSERT INTO meta(k, v) VALUES ('salt', ?)", (salt,))
+            key = hashlib.scrypt(passphrase.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+            cipher = _Cipher(key)
+            check = self._meta("check")
+            if check is None:
+                nonce, sealed = cipher.encrypt(_CHECK, b"check")
+                self._db.execute("INSERT INTO meta(k, v) VALUES ('check', ?)", (nonce + sealed,))
+            elif cipher.decrypt(check[:12], check[12:], b"check") != _CHECK:
+                raise SecretError(f"cannot decrypt the secret store: {KEY_ENV} does not match its key")
+            # Values stored before a key was set are encrypted now.
+            rows = self._db.execute("SELECT name, value FROM secrets WHERE nonce IS NULL").fetchall()
+            for name, value in rows:
+                nonce, sealed = cipher.encrypt(bytes(value), name.encode())
+                self._db.execute("UPDATE secrets SET value = ?, nonce = ? WHERE name = ?", (sealed, nonce, name))
+        return cipher
+
+    def _meta(self, k: str) -> bytes | None:
+        row = self._db.execute("SELECT v FROM meta WHERE k = ?", (k,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def _seal(self, name: str, value: str) -> tuple[bytes, bytes | None]:
+        if self._cipher is None:
+            return value.encode(), None
+        nonce, sealed = self._cipher.encrypt(value.encode(), name.encode())
+        return sealed, nonce
+
+    def _read(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value, nonce FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        data, nonce = bytes(row[0]), row[1]
+        if nonce is None:
+            value = data.decode()
+        elif self._cipher is None:
+            raise SecretError(f"the secret store {self.path} is encrypted: set {KEY_ENV}")
+        else:
+            value = self._cipher.decrypt(bytes(nonce), data, name.encode()).decode()
+        REDACTOR.add(value)
+        return value

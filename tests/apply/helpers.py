@@ -1,0 +1,71 @@
+"""Builders for apply tests: hand-made managed objects, memory backends, and plan-then-apply in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from backends.base import Backend
+from backends.memory import MemoryBackend
+from gitops.apply import ApplyOptions, RunResult, execute
+from gitops.engine import prune_guard
+from gitops.objects import DesiredState, ManagedObject, Provider
+from gitops.observe import LiveState, observe_live
+from gitops.plan import Plan, make_plan
+from gitops.reconcile import settle_inventory
+from gitops.secrets import SecretStore
+from gitops.settings import PruneSettings
+from gitops.state import StateStore
+
+FAST = ApplyOptions(backoff=0.001, backoff_max=0.005, timeout=10.0)
+
+
+def obj(
+    key: str,
+    spec: Mapping[str, Any] | None = None,
+    deps: Iterable[str] = (),
+    owner: str = "Worker/alice",
+    prune: bool = True,
+) -> ManagedObject:
+    provider, type_, name = key.split("/", 2)
+    return ManagedObject(Provider(provider), type_, name, dict(spec or {"v": 1}), owner, tuple(deps), prune)
+
+
+def table(*objects: ManagedObject) -> dict[str, ManagedObject]:
+    return {o.key: o for o in objects}
+
+
+def backends(**by_provider: MemoryBackend) -> dict[Provider, Backend]:
+    return {Provider(name): b for name, b in by_provider.items()}
+
+
+def plan_live(
+    desired: Mapping[str, ManagedObject],
+    live_backends: Mapping[Provider, Backend],
+    store: StateStore,
+    prune: PruneSettings | None = None,
+    head: str = "c1",
+) -> tuple[Plan, LiveState]:
+    """What the reconcile pass does between compile and apply, for hand-built desired objects."""
+    live = observe_live(live_backends, store, desired=desired)
+    providers = frozenset(live_backends)
+    guard = prune_guard(DesiredState(desired, providers), live.baseline, prune or PruneSettings())
+    plan = make_plan(desired=desired, current=live.baseline.objects, head=head, base=live.baseline.label,
+                     compared_against="live", providers=providers, disabled_notes={}, old_org={}, new_org={},
+                     guard=guard)
+    return plan, live
+
+
+def converge(
+    desired: Mapping[str, ManagedObject],
+    live_backends: Mapping[Provider, Backend],
+    store: StateStore,
+    secrets: SecretStore | None = None,
+    options: ApplyOptions = FAST,
+    head: str = "c1",
+) -> tuple[Plan, RunResult]:
+    plan, live = plan_live(desired, live_backends, store, head=head)
+    result = execute(plan, desired, live_backends, store, secrets.resolve if secrets else None, options,
+                     observed=live.observed, current=live.baseline.objects)
+    settle_inventory(store, live, plan, desired, head, result)
+    return plan, result

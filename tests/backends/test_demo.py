@@ -1,0 +1,55 @@
+"""`hiclaw-gitops demo` end to end on the real engine: stack up, two passes (the second `No changes.`), down.
+
+The demo's instance and network are swapped for this session's, so a demo someone runs on the same engine
+is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockerharness import INSTANCE, NETWORK
+
+from gitops import localstack
+from gitops.cli import main
+from gitops.commands import demo
+
+EXAMPLE_ORG = Path(__file__).resolve().parents[2] / "example-org"
+
+
+@pytest.fixture
+def isolated_demo(monkeypatch: Any, docker_client: Any) -> Any:
+    original = localstack.settings_document
+
+    def settings_document(state_dir: Path) -> dict[str, Any]:
+        doc = original(state_dir)
+        doc["runtime"] = {**doc["runtime"], "instance": INSTANCE, "network": NETWORK}
+        return doc
+
+    monkeypatch.setattr(localstack, "settings_document", settings_document)
+    monkeypatch.setattr(demo, "LOCAL_INSTANCE", INSTANCE)
+    monkeypatch.setattr(demo, "LOCAL_NETWORK", NETWORK)
+    yield docker_client
+    localstack.remove_instance(INSTANCE, NETWORK)
+
+
+def test_demo_converges_and_comes_down(isolated_demo: Any, tmp_path: Path, capsys: Any) -> None:
+    state = tmp_path / "state"
+    assert main(["demo", "--state-dir", str(state), "--color", "never", str(EXAMPLE_ORG)]) == 0
+    out = capsys.readouterr().out
+    first, second = out.split("== pass 2", 1)
+    planned = re.search(r"Plan: (\d+) to create, 0 to update, 0 to delete\.", first)
+    assert planned is not None and int(planned.group(1)) > 0, first
+    agents = int(planned.group(1))
+    assert f"Apply complete: {agents} created" in first and "verified" in first
+    assert "No changes." in second
+    assert (state / "settings.yaml").is_file()
+    running = isolated_demo.api.containers(filters={"label": [f"hiclaw.io/managed-by={INSTANCE}"]})
+    assert len(running) == agents
+
+    assert main(["demo", "--down", "--state-dir", str(state)]) == 0
+    assert isolated_demo.api.containers(all=True, filters={"label": [f"hiclaw.io/managed-by={INSTANCE}"]}) == []
+    assert "removed network" in capsys.readouterr().out
