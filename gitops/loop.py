@@ -13,8 +13,6 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -60,7 +58,7 @@ from gitops.validate import validate
 log = logging.getLogger("hiclaw_gitops")
 
 Pass = Callable[[FileSource, str], PassResult]
-APPLY_UNAVAILABLE = "plan/apply not available in this build: nothing was applied"
+APPLY_UNAVAILABLE = "no provider is configured in the settings: nothing was applied"
 MAX_WEBHOOK_BYTES = 1 << 20
 
 
@@ -191,18 +189,20 @@ class LoopState:
 
 
 def default_pass(settings: Settings, cache: ParseCache | None = None, strict: bool = False) -> Pass:
-    """Load and validate the commit; then reconcile through `gitops.engine.reconcile` when it exists.
+    """The pass `run` uses: a full reconcile (plan, apply, verify) when a provider is configured.
 
-    Without an engine the pass says so honestly: resources are `Pending` with `Applied=Unknown`
-    (`ApplyUnavailable`) and the result is `Validated` — never `Reconciled`.
-
-    The engine contract: `reconcile(validation=, settings=, commit=, source=)` (it may accept fewer of
-    these keywords) returning a `gitops.status.PassResult`.
+    With no provider section in the settings there is nothing to apply: the pass validates and says so
+    honestly — resources are `Pending` with `Applied=Unknown` (`NoProvider`) and the result is `Validated`,
+    never `Reconciled`.
     """
+    if settings.providers:
+        from gitops.reconcile import DaemonPass
+
+        return DaemonPass(settings, cache, strict)
 
     def run(source: FileSource, commit: str) -> PassResult:
         loaded = load(source, cache)
-        validation = validate(loaded, strict=strict, escapes=source.escapes)
+        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache)
         if cache is not None:
             cache.retain({f.blob_id for f in loaded.files.values()})
             with contextlib.suppress(OSError):
@@ -221,52 +221,23 @@ def default_pass(settings: Settings, cache: ParseCache | None = None, strict: bo
                 message=f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}: "
                         "the commit is invalid and nothing was applied",
             )
-        reconcile = engine_reconcile()
-        if reconcile is None:
-            resources = tuple(
-                ResourceStatus(
-                    res.kind, res.name, Phase.PENDING.value, observed_commit=commit, file=res.file,
-                    conditions=(
-                        Condition("Valid", "True", "Validated", ""),
-                        Condition("Applied", "Unknown", "ApplyUnavailable", APPLY_UNAVAILABLE),
-                    ),
-                )
-                for res in validation.org.resources()
+        resources = tuple(
+            ResourceStatus(
+                res.kind, res.name, Phase.PENDING.value, observed_commit=commit, file=res.file,
+                conditions=(
+                    Condition("Valid", "True", "Validated", ""),
+                    Condition("Applied", "Unknown", "NoProvider", APPLY_UNAVAILABLE),
+                ),
             )
-            return PassResult(Result.VALIDATED, diagnostics, resources,
-                              message=f"valid; {APPLY_UNAVAILABLE}")
-        return call_engine(reconcile, validation=validation, settings=settings, commit=commit, source=source)
+            for res in validation.org.resources()
+        )
+        return PassResult(Result.VALIDATED, diagnostics, resources, message=f"valid; {APPLY_UNAVAILABLE}")
 
     return run
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def engine_reconcile() -> Callable[..., Any] | None:
-    """`gitops.engine.reconcile` if the engine is part of this build, else None."""
-    try:
-        engine = importlib.import_module("gitops.engine")
-    except ImportError:
-        return None
-    fn = getattr(engine, "reconcile", None)
-    return fn if callable(fn) else None
-
-
-def call_engine(fn: Callable[..., Any], **available: Any) -> PassResult:
-    try:
-        params = inspect.signature(fn).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            kwargs = available
-        else:
-            kwargs = {k: v for k, v in available.items() if k in params}
-    except (TypeError, ValueError):
-        kwargs = available
-    outcome = fn(**kwargs)
-    if isinstance(outcome, PassResult):
-        return outcome
-    raise TypeError(f"gitops.engine.reconcile returned {type(outcome).__name__}, not a PassResult")
 
 
 # One pass, whatever the source ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from gitops.plan import Action, Plan, fingerprint, redact
 from gitops.secrets import SecretStore
 from gitops.settings import Settings
 from gitops.state import StateStore, org_snapshot
+from gitops.status import Condition, PassResult, ResourceStatus, Result
 
 
 class BackendsUnavailable(Exception):
@@ -43,6 +44,7 @@ class ReconcileResult:
     run: RunResult | None = None
     error: str = ""
     dry_run: bool = False
+    org_refs: tuple[str, ...] = ()  # every resource the commit declares (`Kind/name`)
 
     @property
     def valid(self) -> bool:
@@ -155,21 +157,22 @@ def reconcile(
     if not read.ok:
         return ReconcileResult(read.head, diagnostics)
     desired = engine.desired_state(read, settings)
+    refs = tuple(r.ref for r in read.validation.org.resources())
     try:
         live = observe_live(backends, store, settings.providers, desired.objects) if backends else None
     except ObserveError as exc:
-        return ReconcileResult(read.head, diagnostics, error=describe(exc))
+        return ReconcileResult(read.head, diagnostics, error=describe(exc), org_refs=refs)
     current = live.baseline if live else state_baseline(store, settings)
     plan = engine.plan(read, settings, current, desired=desired)
     if dry_run:
-        return ReconcileResult(read.head, diagnostics, plan, dry_run=True)
+        return ReconcileResult(read.head, diagnostics, plan, dry_run=True, org_refs=refs)
     opts = _options(settings, options, allow_mass_delete, stop)
     run = execute(plan, desired.objects, backends, store, _resolver(secrets), opts,
                   observed=live.observed if live else None, current=current.objects)
     settle_inventory(store, live, plan, desired.objects, read.head, run)
     if run.ok:
         record_snapshots(store, read, desired)
-    return ReconcileResult(read.head, diagnostics, plan, run)
+    return ReconcileResult(read.head, diagnostics, plan, run, org_refs=refs)
 
 
 def apply_saved(
@@ -219,7 +222,8 @@ def apply_saved(
     settle_inventory(store, live, plan, desired.objects, read.head, run)
     if run.ok:
         record_snapshots(store, read, desired)
-    return ReconcileResult(read.head, diagnostics, plan, run)
+    refs = tuple(r.ref for r in read.validation.org.resources())
+    return ReconcileResult(read.head, diagnostics, plan, run, org_refs=refs)
 
 
 def check_matches(plan: Plan, desired: DesiredState) -> None:
@@ -276,3 +280,78 @@ def _options(
 
 def _resolver(secrets: SecretStore | None) -> Resolve | None:
     return secrets.resolve if secrets is not None else None
+
+
+# The daemon's pass --------------------------------------------------------------------------------------
+
+
+class DaemonPass:
+    """One reconcile per processed commit, for `hiclaw-gitops run`: the state store, secret store and
+    backends are opened once (the daemon holds the state directory's lock) and reused by every pass."""
+
+    def __init__(self, settings: Settings, cache: ParseCache | None = None, strict: bool = False) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.strict = strict
+        self.store = StateStore(settings.state_dir)
+        self.secrets = SecretStore(settings.state_dir)
+        self.backends = build_backends(settings, self.secrets)
+
+    def __call__(self, source: FileSource, commit: str) -> PassResult:
+        result = reconcile(source, self.settings, head=commit, store=self.store, secrets=self.secrets,
+                           backends=self.backends, cache=self.cache, strict=self.strict)
+        return to_pass_result(result, commit)
+
+    def close(self) -> None:
+        close_backends(self.backends)
+        self.store.close()
+
+
+def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
+    """A reconcile's outcome as status: per org resource, the fate of the objects it owns."""
+    plan = result.plan
+    run = result.run
+    summary: dict[str, Any] | None = None
+    if plan is not None:
+        summary = {"counts": plan.counts(), "unchanged": plan.to_dict()["unchanged"],
+                   "summaries": [s.to_dict() for s in plan.summaries], "warnings": list(plan.warnings)}
+    steps_by_owner: dict[str, list[Any]] = {}
+    failures: dict[str, int] = {}
+    for step in run.steps if run is not None else ():
+        steps_by_owner.setdefault(step.owner, []).append(step)
+        if step.status == "failed":
+            provider = step.key.split("/", 1)[0]
+            failures[provider] = failures.get(provider, 0) + 1
+    resources = []
+    owners = {s.ref for s in plan.summaries} if plan is not None else set()
+    for ref in sorted(owners | set(steps_by_owner) | set(result.org_refs)):
+        if ref == "org" or "/" not in ref:
+            continue
+        kind, name = ref.split("/", 1)
+        steps = steps_by_owner.get(ref, [])
+        bad = [s for s in steps if s.status in ("failed", "skipped")]
+        not_applied = result.error or (run.refused if run is not None else "")
+        if not_applied:
+            phase, applied = "Pending", Condition("Applied", "False", "NotApplied", not_applied)
+        elif bad:
+            phase, applied = "Failed", Condition("Applied", "False", "ApplyFailed", bad[0].message)
+        else:
+            phase, applied = "Ready", Condition("Applied", "True", "Applied", "")
+        resources.append(ResourceStatus(
+            kind, name, phase, observed_commit=commit,
+            conditions=(Condition("Valid", "True", "Validated", ""), applied),
+            last_error=bad[0].message if bad else "",
+        ))
+    if result.error:
+        outcome, message = Result.FAILED, result.error
+    elif run is not None and run.refused:
+        outcome, message = Result.REFUSED, run.refused
+    elif run is not None and not run.ok:
+        outcome, message = Result.FAILED, f"{len(run.failed)} change(s) failed, {len(run.skipped)} skipped"
+    else:
+        counts = plan.counts() if plan is not None else {}
+        changed = sum(counts.values())
+        message = f"{changed} change(s) applied and verified" if changed else "no changes"
+        outcome = Result.RECONCILED
+    return PassResult(outcome, result.diagnostics, tuple(resources), plan=summary, message=message,
+                      provider_failures=failures)

@@ -48,7 +48,7 @@ class Result(StrEnum):
     """What a run did with a commit."""
 
     RECONCILED = "Reconciled"  # planned, applied and verified
-    VALIDATED = "Validated"  # valid; plan/apply not available, nothing applied
+    VALIDATED = "Validated"  # valid; no provider configured, nothing applied
     INVALID = "Invalid"  # validation errors: nothing applied, the last good commit stays in force
     FAILED = "Failed"  # applying failed for some resources, or the pass crashed
     REFUSED = "Refused"  # not reconciled on purpose: bad signature, refused force-push

@@ -66,7 +66,7 @@ def test_valid_invalid_fixed_then_nothing(org: OrgRepo, tmp_path: Path) -> None:
     alice = status_of(org, "status/worker/alice.yaml")
     assert alice["phase"] == "Pending" and alice["observedCommit"] == valid
     assert {c["type"]: c["reason"] for c in alice["conditions"]} == {"Valid": "Validated",
-                                                                      "Applied": "ApplyUnavailable"}
+                                                                      "Applied": "NoProvider"}
     text = metrics.render().decode()
     assert metric(text, 'hiclaw_gitops_reconciles_total{result="Validated"}') == 1
     assert metric(text, 'hiclaw_gitops_resources{kind="Worker",phase="Pending"}') == 1

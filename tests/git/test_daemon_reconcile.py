@@ -1,0 +1,50 @@
+"""The daemon applies for real when a provider is configured: commit → plan → apply → verify → status."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from gitops.loop import PollOutcome
+from gitops.settings import RuntimeSettings
+
+from .gitutil import OrgRepo, worker
+from .harness import make_poller, settings_for
+
+
+def status_of(org: OrgRepo, path: str) -> dict:  # type: ignore[type-arg]
+    data = yaml.safe_load(org.show("hiclaw-status", path))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_commits_are_applied_and_status_says_so(org: OrgRepo, tmp_path: Path) -> None:
+    settings = replace(settings_for(org.url, tmp_path / "state"), runtime=RuntimeSettings(backend="memory"))
+    poller, _ = make_poller(settings)
+    backend = poller.reconciler.pass_fn.backends  # type: ignore[attr-defined]
+    runtime = next(iter(backend.values()))
+
+    first = org.commit_and_push("alice", {"workers/alice.yaml": worker("alice")})
+    assert poller.poll() is PollOutcome.PROCESSED
+    summary = status_of(org, "status/summary.yaml")
+    assert (summary["commit"], summary["result"]) == (first, "Reconciled")
+    alice = status_of(org, "status/worker/alice.yaml")
+    assert alice["phase"] == "Ready"
+    assert {c["type"]: c["reason"] for c in alice["conditions"]} == {"Valid": "Validated", "Applied": "Applied"}
+    assert set(runtime.observe()) == {"runtime/container/hiclaw-worker-alice"}
+
+    second = org.commit_and_push("bob, alice sleeps", {
+        "workers/bob.yaml": worker("bob"),
+        "workers/alice.yaml": worker("alice").replace("spec:\n", "spec:\n  state: Sleeping\n"),
+    })
+    assert poller.poll() is PollOutcome.PROCESSED
+    assert status_of(org, "status/summary.yaml")["commit"] == second
+    assert status_of(org, "status/summary.yaml")["result"] == "Reconciled"
+    assert set(runtime.observe()) == {"runtime/container/hiclaw-worker-alice", "runtime/container/hiclaw-worker-bob"}
+    assert runtime.observe()["runtime/container/hiclaw-worker-alice"].spec["state"] == "Sleeping"
+
+    writes = runtime.write_calls
+    assert poller.poll() is PollOutcome.UNCHANGED  # nothing new: no pass, no write
+    assert runtime.write_calls == writes and len(org.log("hiclaw-status")) == 2
