@@ -36,7 +36,7 @@ from typing import Any
 
 from backends.base import Backend, Observed, Outcome, PermanentError, Resolve, TransientError
 from gitops.objects import ManagedObject, Provider, secret_refs
-from gitops.observe import STATE_FIELD, is_container, spec_matches, state_enforced
+from gitops.observe import STATE_FIELD, absent_by_design, is_container, spec_matches, state_enforced
 from gitops.plan import Action, Change, Plan
 from gitops.secrets import producer
 from gitops.settings import Settings
@@ -569,8 +569,12 @@ class _Executor:
     def _finish(self, key: str, attempt: _Attempt) -> None:
         task = self.tasks[key]
         action = task.change.action
+        note = ""
         if attempt.outcome is not None and action is not Action.DELETE and attempt.outcome is Outcome.DELETED:
-            attempt = replace(attempt, outcome=None, message="the backend answered `deleted` to an apply")
+            if absent_by_design(task.obj):  # a Stopped agent: removing its container is applying it
+                attempt, note = replace(attempt, outcome=Outcome.CONFIGURED), "container removed (state Stopped)"
+            else:
+                attempt = replace(attempt, outcome=None, message="the backend answered `deleted` to an apply")
         if attempt.outcome is None:
             self.store.journal(self.run_id, key, action.value, "failed", attempt.message)
             self._set(task.change, Status.FAILED, attempt.message, attempt.attempts, attempt.duration)
@@ -584,7 +588,7 @@ class _Executor:
             self.store.record(task.obj, self.plan.head)
         # Journalled as done only once the inventory says so: a kill in between leaves the step unfinished.
         self.store.journal(self.run_id, key, action.value, "done", status.value)
-        self._set(task.change, status, "", attempt.attempts, attempt.duration)
+        self._set(task.change, status, note, attempt.attempts, attempt.duration)
         for dependent in task.dependents:
             waits = self.waiting.get(dependent)
             if waits is None or dependent in self.results:
@@ -669,7 +673,7 @@ class _Executor:
 def mismatch(obj: ManagedObject, seen: Observed | None) -> str:
     """Why an observation does not show `obj` as applied ('' when it does)."""
     if seen is None:
-        return "not present after apply"
+        return "" if absent_by_design(obj) else "not present after apply"
     if seen.recorded_hash is not None:
         if seen.recorded_hash != obj.hash:
             return f"observed with spec hash {seen.recorded_hash}, applied {obj.hash}"

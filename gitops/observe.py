@@ -52,6 +52,11 @@ def is_container(obj: ManagedObject) -> bool:
     return obj.provider is Provider.RUNTIME and obj.type == "container"
 
 
+def absent_by_design(obj: ManagedObject) -> bool:
+    """A container declared `Stopped` is one that does not exist: its absence is the applied state."""
+    return is_container(obj) and obj.spec.get(STATE_FIELD) == "Stopped"
+
+
 def state_enforced(obj: ManagedObject) -> bool:
     return bool(obj.spec.get(ENFORCE_FIELD))
 
@@ -146,6 +151,9 @@ def live_from(
             objects[key] = baseline_object(known, seen)
         else:
             adopted.add(key)
+    for key, known in inventory.items():
+        if key not in observed and absent_by_design(known):
+            objects[key] = known  # Stopped: no container is what was applied
     if adopted:
         started = _started_by_us(store, adopted - set(desired))
         for key in adopted:

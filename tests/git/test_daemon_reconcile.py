@@ -48,3 +48,21 @@ def test_commits_are_applied_and_status_says_so(org: OrgRepo, tmp_path: Path) ->
     writes = runtime.write_calls
     assert poller.poll() is PollOutcome.UNCHANGED  # nothing new: no pass, no write
     assert runtime.write_calls == writes and len(org.log("hiclaw-status")) == 2
+
+
+def test_a_stopped_agent_converges_to_no_container(org: OrgRepo, tmp_path: Path) -> None:
+    settings = replace(settings_for(org.url, tmp_path / "state"), runtime=RuntimeSettings(backend="memory"))
+    poller, _ = make_poller(settings)
+    runtime = next(iter(poller.reconciler.pass_fn.backends.values()))  # type: ignore[attr-defined]
+    org.commit_and_push("alice", {"workers/alice.yaml": worker("alice")})
+    assert poller.poll() is PollOutcome.PROCESSED
+    org.commit_and_push("alice stops", {
+        "workers/alice.yaml": worker("alice").replace("spec:\n", "spec:\n  state: Stopped\n"),
+    })
+    assert poller.poll() is PollOutcome.PROCESSED
+    assert status_of(org, "status/summary.yaml")["result"] == "Reconciled"  # verify accepts the absence
+    # the reference backend keeps a record in state Stopped; Docker removes the container (absent by design)
+    assert [o.spec["state"] for o in runtime.observe().values()] == ["Stopped"]
+    # the next pass over the same commit plans nothing: absence is what was applied
+    result = poller.reconciler.pass_fn(poller.source.tree_source(poller.source.tip()), "again")  # type: ignore[attr-defined]
+    assert result.plan["counts"] == {"create": 0, "update": 0, "replace": 0, "delete": 0}
