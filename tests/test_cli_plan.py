@@ -75,3 +75,26 @@ def test_invalid_head_is_an_error_with_diagnostics(tmp_path: Path, capsys: pytes
     assert main(["plan", str(head), "--detailed-exitcode", "--color", "never"]) == 1
     err = capsys.readouterr().err
     assert "workers/bad.yaml:1:1: error[S302]: missing required field `spec`" in err
+
+
+def test_with_a_provider_configured_the_plan_is_against_live_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"state_dir: {tmp_path / 'state'}\nruntime:\n  backend: memory\n")
+    code = main(["plan", str(EXAMPLE), "--settings", str(settings), "--format", "json", "--detailed-exitcode"])
+    assert code == 2
+    plan = Plan.from_dict(json.loads(capsys.readouterr().out))
+    assert plan.compared_against == "live"
+    assert plan.providers["runtime"] == "enabled" and plan.providers["matrix"].startswith("disabled")
+    assert {c.key.split("/")[0] for c in plan.changes} == {"runtime"}
+    assert plan.counts()["create"] == 12  # one container per agent of example-org
+
+
+def test_a_configured_backend_that_does_not_exist_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"state_dir: {tmp_path / 'state'}\nruntime:\n  backend: podman\n")
+    assert main(["plan", str(EXAMPLE), "--settings", str(settings)]) == 1
+    assert "provider runtime is configured but its backend is not available" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from gitops.commands._common import load_settings, org_root, report
 from gitops.files import DirectorySource, FileSource
 
 if TYPE_CHECKING:
+    from gitops.plan import Plan
     from gitops.settings import Settings
 
 
@@ -70,10 +71,39 @@ def run(args: argparse.Namespace) -> int:
             print(f"hiclaw-gitops: note: the base {args.base} has validation errors; its valid part is compared",
                   file=sys.stderr)
         current = engine.baseline_of(base_read, _offline(settings), kind)
+    elif settings.providers:
+        return _plan_live(args, settings, root)
     else:
-        state_dir = Path(args.state_dir or settings.state_dir)
+        state_dir = Path(settings.state_dir)
         current = baselines.from_state(StateStore(state_dir)) if StateStore.exists(state_dir) else baselines.empty()
     result = engine.plan(head, settings, current, all_providers=offline)
+    return _emit(args, result)
+
+
+def _plan_live(args: argparse.Namespace, settings: Settings, root: Path) -> int:
+    """Plan against what the configured providers observe now (a dry run of apply)."""
+    from gitops.reconcile import BackendsUnavailable, build_backends, close_backends, reconcile
+    from gitops.state import StateStore
+
+    try:
+        backends = build_backends(settings, None)
+    except BackendsUnavailable as exc:
+        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
+        return 1
+    store = StateStore(settings.state_dir)
+    try:
+        outcome = reconcile(DirectorySource(root), settings, store=store, secrets=None, backends=backends,
+                            dry_run=True, strict=args.strict)
+    finally:
+        close_backends(backends)
+        store.close()
+    if outcome.error or outcome.plan is None:
+        print(f"hiclaw-gitops: cannot observe live state: {outcome.error}", file=sys.stderr)
+        return 1
+    return _emit(args, outcome.plan)
+
+
+def _emit(args: argparse.Namespace, result: Plan) -> int:
     data = result.to_dict()
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
