@@ -111,11 +111,23 @@ def to_state(report: AccessReport) -> dict[str, Any]:
 def from_state(data: Mapping[str, Any] | None) -> AccessReport | None:
     if not data:
         return None
+    # Decoded JSON repeats every ID as a new string and equal lists as new sets: share them, as the compiled
+    # report does. A large org's report is millions of entries, mostly the same level-1 humans everywhere.
+    names: dict[str, str] = {}
+    sets: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def members(entries: list[str]) -> frozenset[str]:
+        key = tuple(names.setdefault(e, e) for e in entries)
+        found = sets.get(key)
+        if found is None:
+            found = sets[key] = frozenset(key)
+        return found
+
     return AccessReport(
         data["actor"],
-        {k: frozenset(v) for k, v in data["rooms"].items()},
-        {k: frozenset(v) for k, v in data["group"].items()},
-        {k: frozenset(v) for k, v in data["dm"].items()},
+        {k: members(v) for k, v in data["rooms"].items()},
+        {k: members(v) for k, v in data["group"].items()},
+        {k: members(v) for k, v in data["dm"].items()},
     )
 
 
@@ -125,16 +137,24 @@ def diff(before: AccessReport | None, after: AccessReport) -> tuple[tuple[Access
         before = AccessReport(after.actor)
     gained: set[Access] = set()
     lost: set[Access] = set()
+    # Agents whose group allow-list changed, compared once each (not once per room they are in).
+    regrouped = {
+        a for a in before.group.keys() | after.group.keys() if not _same(before.group.get(a), after.group.get(a))
+    }
     for alias in before.rooms.keys() | after.rooms.keys():
         old, new = before.rooms.get(alias, EMPTY), after.rooms.get(alias, EMPTY)
-        if old == new and all(before.group.get(m) == after.group.get(m) for m in new):
+        if _same(old, new) and regrouped.isdisjoint(new):
             continue
         was, now = set(before.room_entries(alias)), set(after.room_entries(alias))
         gained |= now - was
         lost |= was - now
     for agent in before.dm.keys() | after.dm.keys():
         old, new = before.dm.get(agent, EMPTY), after.dm.get(agent, EMPTY)
-        if old != new:
+        if not _same(old, new):
             gained.update(Access(s, agent, DM) for s in new - old)
             lost.update(Access(s, agent, DM) for s in old - new)
     return tuple(sorted(gained)), tuple(sorted(lost))
+
+
+def _same(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
+    return a is b or a == b  # the same object is common (reports share sets) and costs nothing to compare

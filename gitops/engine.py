@@ -12,8 +12,9 @@ from typing import Any
 
 from gitops import access
 from gitops import baseline as baselines
-from gitops.compile import compile_org
+from gitops.compile import CompileCache, compile_org
 from gitops.files import FileSource
+from gitops.gcpause import paused_gc
 from gitops.load import LoadResult, ParseCache, load
 from gitops.objects import DesiredState, ManagedObject, Provider
 from gitops.plan import Action, Plan, make_plan
@@ -36,9 +37,10 @@ class OrgRead:
 
 
 def read_org(source: FileSource, cache: ParseCache | None = None, strict: bool = False, head: str = "") -> OrgRead:
-    loaded = load(source, cache)
-    validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache)
-    return OrgRead(head or digest(loaded), loaded, validation)
+    with paused_gc():
+        loaded = load(source, cache)
+        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache)
+        return OrgRead(head or digest(loaded), loaded, validation)
 
 
 def digest(loaded: LoadResult) -> str:
@@ -49,13 +51,16 @@ def digest(loaded: LoadResult) -> str:
     return "dir:" + h.hexdigest()[:16]
 
 
-def desired_state(read: OrgRead, settings: Settings) -> DesiredState:
-    return compile_org(read.validation.org, settings)
+def desired_state(read: OrgRead, settings: Settings, cache: CompileCache | None = None) -> DesiredState:
+    """The compiled org; with a cache, units whose inputs did not change are reused (same result either way)."""
+    return compile_org(read.validation.org, settings, cache)
 
 
-def baseline_of(read: OrgRead, settings: Settings, kind: str) -> baselines.Baseline:
+def baseline_of(
+    read: OrgRead, settings: Settings, kind: str, cache: CompileCache | None = None
+) -> baselines.Baseline:
     """Another commit's or directory's desired state, as an offline baseline."""
-    desired = desired_state(read, settings)
+    desired = desired_state(read, settings, cache)
     return baselines.Baseline(
         kind, read.head, desired.objects, org_snapshot(read.validation.org.resources()), desired.access
     )
@@ -113,10 +118,23 @@ def plan(
     current: baselines.Baseline,
     desired: DesiredState | None = None,
     all_providers: bool = False,
+    cache: CompileCache | None = None,
 ) -> Plan:
     """Plan the head org against a baseline. With all_providers, disabled providers are planned too (offline)."""
     effective = settings.with_all_providers() if all_providers else settings
-    desired = desired or desired_state(read, effective)
+    with paused_gc():
+        desired = desired or desired_state(read, effective, cache)
+        return _plan(read, settings, effective, current, desired, all_providers)
+
+
+def _plan(
+    read: OrgRead,
+    settings: Settings,
+    effective: Settings,
+    current: baselines.Baseline,
+    desired: DesiredState,
+    all_providers: bool,
+) -> Plan:
     gained, lost = access.diff(current.access, desired.access) if desired.access is not None else ((), ())
     new_org = org_snapshot(read.validation.org.resources())
     guard = prune_guard(desired, current, settings.prune, new_org)

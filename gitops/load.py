@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -11,6 +12,7 @@ from typing import Any
 
 from gitops.diagnostics import Diagnostic
 from gitops.files import FileSource, SourceFile
+from gitops.gcpause import paused_gc
 from gitops.yamlparse import MAX_FILE_BYTES, Locator, ParsedDocument, decode, parse
 
 CACHE_FORMAT = 2
@@ -30,14 +32,9 @@ class ParseCache:
         self._dirty = False
         self.hits = 0
         self.misses = 0
-        if path is not None and path.is_file():
-            try:
-                with path.open("rb") as fh:
-                    version, entries, clean = pickle.load(fh)
-                if version == CACHE_FORMAT:
-                    self._entries, self._clean = entries, clean
-            except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
-                self._entries = {}  # a damaged cache is only a slower run
+        stored = read_pickle(path)  # a damaged cache is only a slower run
+        if isinstance(stored, tuple) and len(stored) == 3 and stored[0] == CACHE_FORMAT:
+            self._entries, self._clean = stored[1], stored[2]
 
     def get(self, blob_id: str) -> list[tuple[int, int, Any]] | None:
         entry = self._entries.get(blob_id)
@@ -71,12 +68,33 @@ class ParseCache:
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parsed-")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump((CACHE_FORMAT, self._entries, self._clean), fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.path)
+        write_pickle(self.path, (CACHE_FORMAT, self._entries, self._clean))
         self._dirty = False
+
+
+def read_pickle(path: Path | None) -> Any:
+    """A cache file's content, or None when there is none or it cannot be read back (damaged, foreign)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh, paused_gc():
+            return pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError):
+        return None
+
+
+def write_pickle(path: Path, data: Any) -> None:
+    """Replace a cache file atomically: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as fh, paused_gc():
+            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass(slots=True)

@@ -66,6 +66,7 @@ class Org:
     teams: Mapping[str, Resource] = field(default_factory=dict)
     humans: Mapping[str, Resource] = field(default_factory=dict)
     managers: Mapping[str, Resource] = field(default_factory=dict)
+    _agents: tuple[Agent, ...] | None = field(default=None, init=False, compare=False, repr=False)
 
     def by_kind(self, kind: str) -> Mapping[str, Resource]:
         return {"Worker": self.workers, "Team": self.teams, "Human": self.humans, "Manager": self.managers}[kind]
@@ -85,6 +86,12 @@ class Org:
 
     def agents(self) -> Iterator[Agent]:
         """Every agent in a stable order: Manager, standalone Workers, then each team's leader and workers."""
+        if self._agents is None:  # worked out once: every rule and the compiler walk the agents
+            object.__setattr__(self, "_agents", tuple(self._declared_agents()))
+        assert self._agents is not None
+        return iter(self._agents)
+
+    def _declared_agents(self) -> Iterator[Agent]:
         for res in self.managers.values():
             yield Agent(Role.MANAGER, res.name, "manager", res.spec, res, ("spec",))
         for name in sorted(self.workers):

@@ -18,6 +18,7 @@ from gitops.objects import SECRET_PREFIX, ManagedObject, Provider, canonical_jso
 
 FORMAT_VERSION = 1
 REDACTED = "(redacted)"
+UP_TO_DATE = "up to date"
 
 # Fields whose change cannot be applied in place: the object is deleted and created again.
 REPLACE_ON: dict[tuple[str, str], frozenset[str]] = {
@@ -210,14 +211,22 @@ def diff_specs(old: Any, new: Any, path: str = "") -> list[DiffItem]:
                 out.extend(diff_specs(old[k], new[k], sub))
         return out
     if isinstance(old, list) and isinstance(new, list) and _scalars(old) and _scalars(new):
-        removed = [v for v in old if v not in new]
-        added = [v for v in new if v not in old]
+        removed, added = _missing(old, new), _missing(new, old)
         if removed or added:
             return [DiffItem("remove", path, v, None) for v in removed] + [
                 DiffItem("add", path, None, v) for v in added
             ]
         return [DiffItem("change", path, old, new)]  # same members, other order
     return [DiffItem("change", path, old, new)]
+
+
+def _missing(items: list[Any], other: list[Any]) -> list[Any]:
+    """The items not in `other`, in order: `[v for v in items if v not in other]` in linear time."""
+    try:
+        present = set(other)
+    except TypeError:  # an unhashable scalar-like value
+        return [v for v in items if v not in other]
+    return [v for v in items if v not in present]
 
 
 def _scalars(items: Sequence[Any]) -> bool:
@@ -267,7 +276,7 @@ def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> 
             current.depends_on,
         )
     if desired.hash == current.hash:
-        return Change(desired.key, Action.NOOP, desired.owner, "up to date", None, None, (), desired.depends_on)
+        return Change(desired.key, Action.NOOP, desired.owner, UP_TO_DATE, None, None, (), desired.depends_on)
     items = tuple(diff_specs(redact(current.spec), redact(desired.spec)))
     changed = sorted({_top(i.path) for i in items})
     forcing = REPLACE_ON.get((desired.provider.value, desired.type), frozenset())
@@ -303,8 +312,17 @@ def fingerprint(objects: Mapping[str, ManagedObject]) -> str:
 
 
 def diff_objects(desired: Mapping[str, ManagedObject], current: Mapping[str, ManagedObject]) -> tuple[Change, ...]:
-    keys = sorted(set(desired) | set(current))
-    return tuple(change_for(desired.get(k), current.get(k)) for k in keys)
+    # Both sides are usually sorted by key already, so the sort below only merges two runs; most objects are
+    # unchanged, so their no-op is built here rather than through change_for.
+    keys = sorted([*desired, *(k for k in current if k not in desired)])
+    out: list[Change] = []
+    for k in keys:
+        d, c = desired.get(k), current.get(k)
+        if d is not None and c is not None and d.hash == c.hash:
+            out.append(Change(d.key, Action.NOOP, d.owner, UP_TO_DATE, None, None, (), d.depends_on))
+        else:
+            out.append(change_for(d, c))
+    return tuple(out)
 
 
 # Org-level summaries ----------------------------------------------------------------------------------

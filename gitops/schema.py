@@ -68,9 +68,36 @@ def fast_validator_for(kind: str) -> Callable[[Any], Any]:
     Our schemas use only keywords whose meaning is the same in draft-07 and 2020-12, so fastjsonschema's
     draft-07 code generator applies. It must not fill in defaults: parsed documents are shared and immutable.
     """
-    schema = dict(validator_for(kind).schema)
+    schema = _positive(validator_for(kind).schema)
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
     return fastjsonschema.compile(schema, use_default=False)
+
+
+def _positive(schema: Any) -> Any:
+    """A copy where `{"type": "string", "not": {"pattern": "^p"}}` reads `{"type": "string", "pattern": "^(?!p)"}`.
+
+    The same set of valid documents, but fastjsonschema checks `not` by raising and catching an exception
+    with a formatted message for every valid value (a skill name, in every worker), and a look-ahead costs
+    nothing. Only the fast path uses the copy: error messages still come from the schema as written.
+    """
+    if isinstance(schema, list):
+        return [_positive(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _positive(v) for k, v in schema.items()}
+    negated = out.get("not")
+    if (
+        out.get("type") == "string"
+        and "pattern" not in out
+        and isinstance(negated, dict)
+        and set(negated) == {"pattern"}
+        and isinstance(negated["pattern"], str)
+        and negated["pattern"].startswith("^")
+        and "|" not in negated["pattern"]
+    ):
+        del out["not"]
+        out["pattern"] = "^(?!" + negated["pattern"][1:] + ")"
+    return out
 
 
 def check(kind: str, data: Any, file: str, locate: Locate) -> list[Diagnostic]:

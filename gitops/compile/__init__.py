@@ -3,54 +3,112 @@
 Identities, rooms, allow-lists and agent files are computed whatever the settings, so an offline plan still
 shows access changes and config hashes; objects are emitted only for enabled providers. One module per concern:
 `identities` (names and accounts), `humans` (permission levels), `rooms`, `allowlists`, `storage`, `gateway`,
-`runtime`.
+`runtime`; `units` splits the org by owner (Manager, each Worker, each Team) so that `cache` can reuse the
+result of every unit whose inputs did not change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from gitops.access import AccessReport
-from gitops.compile.allowlists import allow_lists
-from gitops.compile.gateway import gateway_objects
-from gitops.compile.humans import reach
-from gitops.compile.identities import Chart, matrix_users, user_keys
-from gitops.compile.rooms import alias, room_objects, rooms
-from gitops.compile.runtime import container_objects
-from gitops.compile.storage import agent_files, storage_objects, storage_users, stored
+from gitops.compile.cache import CompileCache
+from gitops.compile.gateway import grant_objects
+from gitops.compile.humans import EMPTY, Reach, reach
+from gitops.compile.identities import Chart, account_keys, human_users
+from gitops.compile.storage import shared_storage, storage_users
+from gitops.compile.units import (
+    ManagerScope,
+    Scope,
+    Shared,
+    TeamScope,
+    UnitResult,
+    Unkeyable,
+    WorkerScope,
+    room_members,
+)
+from gitops.gcpause import paused_gc
 from gitops.objects import DesiredState, ManagedObject, Provider
 from gitops.org import Org
 from gitops.settings import Settings
 
-__all__ = ["compile_org", "notes"]
+__all__ = ["CompileCache", "compile_org", "notes", "unit_keys"]
 
 
-def compile_org(org: Org, settings: Settings) -> DesiredState:
+def compile_org(org: Org, settings: Settings, cache: CompileCache | None = None) -> DesiredState:
+    """With a cache, units whose scope is unchanged are taken from it; the result is the same either way."""
+    with paused_gc():
+        chart, units = _units(org, settings)
+        return _assemble(chart, settings, [_compiled(scope, cache) for scope in units])
+
+
+def unit_keys(org: Org, settings: Settings) -> dict[str, str]:
+    """`Kind/name` of every unit -> the key its result is cached under (which units a change recompiles)."""
+    return {
+        (scope.team.resource if isinstance(scope, TeamScope) else scope.agent.owner).ref: scope.key()
+        for scope in _units(org, settings)[1]
+    }
+
+
+def _units(org: Org, settings: Settings) -> tuple[Chart, list[Scope]]:
     chart = Chart.of(org, settings)
     humans = reach(chart)
-    planned_rooms = rooms(chart, humans)
-    allow = allow_lists(chart, humans)
-    agents = list(chart.agents())
-    # Agent files are built even with storage disabled: their hash restarts the agent when its config changes.
-    files = {
-        a.runtime_name: stored(settings.bucket, agent_files(chart, a, allow[a.runtime_name], settings)) for a in agents
-    }
-    enabled = settings.providers
+    accounts = account_keys(chart)
+    shared = Shared.of(settings, chart.identities, humans.everywhere, accounts)
+    return chart, list(scopes(chart, humans, shared, accounts))
 
+
+def scopes(chart: Chart, humans: Reach, shared: Shared, accounts: Mapping[str, str]) -> Iterator[Scope]:
+    """The org's units in org order: Manager, standalone Workers, Teams."""
+    ids = shared.ids
+    if chart.manager:
+        answered = tuple(ids.id(w) for w in chart.standalone) + tuple(ids.id(t.leader) for t in chart.teams)
+        yield ManagerScope(shared, chart.manager, answered)
+    for worker in chart.standalone:
+        granted = humans.workers.get(worker.name, EMPTY)
+        yield WorkerScope(shared, worker, granted, _accounts(accounts, room_members(ids, None, worker, granted)))
+    for team in chart.teams:
+        granted = humans.teams.get(team.name, EMPTY)
+        yield TeamScope(shared, team, granted, _accounts(accounts, room_members(ids, team, None, granted)))
+
+
+def _accounts(accounts: Mapping[str, str], members: set[str]) -> dict[str, str]:
+    return {m: accounts[m] for m in sorted(members) if m in accounts}
+
+
+def _compiled(scope: Scope, cache: CompileCache | None) -> UnitResult:
+    if cache is None:
+        return scope.compile()
+    try:
+        key = scope.key()
+    except Unkeyable:
+        return scope.compile()
+    found = cache.get(key)
+    if found is None:
+        found = scope.compile()
+        cache.put(key, found)
+    return found
+
+
+def _assemble(chart: Chart, settings: Settings, results: list[UnitResult]) -> DesiredState:
+    """The org-wide objects around the units' own, in the order the objects have always been listed."""
+    enabled = settings.providers
     objects: list[ManagedObject] = []
     if Provider.MATRIX in enabled:
-        users = matrix_users(chart)
-        objects += users
-        objects += room_objects(planned_rooms, chart, user_keys(users))
+        objects += [o for r in results for o in r.users] + human_users(chart) + [o for r in results for o in r.rooms]
     if Provider.STORAGE in enabled:
-        objects += storage_objects(chart, files, agents, settings)
+        objects += shared_storage(settings)
+        objects += [o for r in results for o in r.keeps] + [o for r in results for o in r.files]
+        objects += [o for r in results for o in r.identities]
     if settings.gateway is not None:
-        objects += gateway_objects(chart, settings.gateway)
+        objects += [o for r in results for o in r.gateway]
+        objects += grant_objects((c for r in results for c in r.consumers), settings.gateway)
     if Provider.RUNTIME in enabled:
-        objects += container_objects(chart, agents, files, settings)
-
+        objects += [o for r in results for o in r.containers]
     access = AccessReport.build(
         chart.actor,
-        {alias(room, chart): room.members for room in planned_rooms},
-        {chart.id(a): (allow[a.runtime_name].group, allow[a.runtime_name].dm) for a in agents},
+        {alias: members for r in results for alias, members in r.members},
+        {agent: (group, dm) for r in results for agent, group, dm in r.allow},
     )
     return DesiredState.of(objects, enabled, access=access, notes=notes(settings))
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops.compile.humans import Reach
-from gitops.compile.identities import Chart
+from gitops.compile.identities import Chart, Identities, Team
+from gitops.org import Agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,44 +30,65 @@ class AllowList:
 
 def allow_lists(chart: Chart, reach: Reach) -> dict[str, AllowList]:
     """Allow-lists by agent runtime name."""
+    ids = chart.identities
     out: dict[str, AllowList] = {}
-    manager = {chart.manager_id} if chart.manager_id else set()
-    if chart.manager:  # Manager
-        answers = {chart.admin, *reach.everywhere}
-        answers.update(chart.id(w) for w in chart.standalone)
-        answers.update(chart.id(t.leader) for t in chart.teams)
-        out[chart.manager.runtime_name] = _finish(chart, answers, answers, ())
-    for worker in chart.standalone:  # Standalone Workers
-        answers = {*manager, chart.admin, *reach.worker(worker.name)}
-        out[worker.runtime_name] = _finish(chart, answers, answers, (worker.spec.get("channelPolicy"),))
+    if chart.manager:
+        answered = [ids.id(w) for w in chart.standalone] + [ids.id(t.leader) for t in chart.teams]
+        out[chart.manager.runtime_name] = manager_allow(ids, reach.everywhere, answered)
+    for worker in chart.standalone:
+        out[worker.runtime_name] = worker_allow(ids, worker, reach.worker(worker.name))
     for team in chart.teams:
-        humans = team.human_members | reach.team(team.name)
-        workers = {chart.id(w) for w in team.workers}
-        # Leader
-        lead = {*manager, chart.admin, *humans}
-        if team.admin:
-            lead.add(team.admin)
-        policies = (team.policy, team.leader.spec.get("channelPolicy"))
-        out[team.leader.runtime_name] = _finish(chart, lead | workers, lead, policies)
-        # Team workers
-        base = {chart.id(team.leader), team.admin or chart.admin, *humans}
-        group = base | workers if team.peer_mentions else base
-        for worker in team.workers:
-            own = chart.id(worker)
-            policies = (team.policy, worker.spec.get("channelPolicy"))
-            out[worker.runtime_name] = _finish(chart, group - {own}, base, policies)  # peers, not itself
+        out.update(team_allow(ids, team, reach.team(team.name)))
     return out
 
 
-def _finish(chart: Chart, group: set[str], dm: set[str], policies: Iterable[Mapping[str, Any] | None]) -> AllowList:
+def manager_allow(ids: Identities, everywhere: Iterable[str], answered: Iterable[str]) -> AllowList:
+    """The Manager's: Admin, level-1 humans, and `answered` (standalone Workers and Leaders)."""
+    answers = {ids.admin, *everywhere, *answered}
+    return _finish(ids, answers, answers, ())
+
+
+def worker_allow(ids: Identities, worker: Agent, humans: Iterable[str]) -> AllowList:
+    """A standalone Worker's; `humans` are those with access to it."""
+    answers = {ids.admin, *humans}
+    if ids.manager_id:
+        answers.add(ids.manager_id)
+    return _finish(ids, answers, answers, (worker.spec.get("channelPolicy"),))
+
+
+def team_allow(ids: Identities, team: Team, humans: frozenset[str]) -> dict[str, AllowList]:
+    """The Leader's and each team worker's, by runtime name; `humans` are those with access to the team."""
+    out: dict[str, AllowList] = {}
+    manager = {ids.manager_id} if ids.manager_id else set()
+    humans = team.human_members | humans
+    workers = {ids.id(w) for w in team.workers}
+    # Leader
+    lead = {*manager, ids.admin, *humans}
+    if team.admin:
+        lead.add(team.admin)
+    policies = (team.policy, team.leader.spec.get("channelPolicy"))
+    out[team.leader.runtime_name] = _finish(ids, lead | workers, lead, policies)
+    # Team workers
+    base = {ids.id(team.leader), team.admin or ids.admin, *humans}
+    group = base | workers if team.peer_mentions else base
+    for worker in team.workers:
+        own = ids.id(worker)
+        policies = (team.policy, worker.spec.get("channelPolicy"))
+        out[worker.runtime_name] = _finish(ids, group - {own}, base, policies)  # peers, not itself
+    return out
+
+
+def _finish(
+    ids: Identities, group: set[str], dm: set[str], policies: Iterable[Mapping[str, Any] | None]
+) -> AllowList:
     group, dm = set(group), set(dm)
     deny_group: set[str] = set()
     deny_dm: set[str] = set()
     for policy in policies:
         if not policy:
             continue
-        group.update(chart.entry(e) for e in policy.get("groupAllowExtra") or ())
-        dm.update(chart.entry(e) for e in policy.get("dmAllowExtra") or ())
-        deny_group.update(chart.entry(e) for e in policy.get("groupDenyExtra") or ())
-        deny_dm.update(chart.entry(e) for e in policy.get("dmDenyExtra") or ())
+        group.update(ids.entry(e) for e in policy.get("groupAllowExtra") or ())
+        dm.update(ids.entry(e) for e in policy.get("dmAllowExtra") or ())
+        deny_group.update(ids.entry(e) for e in policy.get("groupDenyExtra") or ())
+        deny_dm.update(ids.entry(e) for e in policy.get("dmDenyExtra") or ())
     return AllowList(tuple(sorted(group - deny_group)), tuple(sorted(dm - deny_dm)))

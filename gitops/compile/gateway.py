@@ -41,24 +41,43 @@ def gateway_mcp_server(url: str, gateway: GatewaySettings) -> str | None:
 
 def gateway_objects(chart: Chart, gateway: GatewaySettings) -> list[ManagedObject]:
     out: list[ManagedObject] = []
+    for agent in chart.agents():
+        out.extend(consumer_objects(agent))
+    return out + grant_objects([consumer_of(agent, gateway) for agent in chart.agents()], gateway)
+
+
+Consumer = tuple[str, str, tuple[str, ...]]  # consumer name, model, gateway MCP servers it names
+
+
+def consumer_objects(agent: Agent) -> list[ManagedObject]:
+    """The agent's consumer and the objects of its exposed ports."""
+    name = consumer_name(agent)
+    credential = {"type": "key-auth", "source": "BEARER", "key": gateway_key(agent)}
+    consumer = managed(Provider.GATEWAY, "consumer", name, {"name": name, "credential": credential}, agent.owner)
+    return [consumer, *expose_objects(agent)]
+
+
+def consumer_of(agent: Agent, gateway: GatewaySettings) -> Consumer:
+    """What the route and MCP grants need to know of an agent."""
+    servers = (gateway_mcp_server(str(s.get("url", "")), gateway) for s in agent.spec.get("mcpServers") or [])
+    return consumer_name(agent), agent_model(agent), tuple(s for s in servers if s)
+
+
+def grant_objects(consumers: Iterable[Consumer], gateway: GatewaySettings) -> list[ManagedObject]:
+    """Every AI route with the consumers whose model it serves, every gateway MCP server with its consumers."""
+    out: list[ManagedObject] = []
     by_model: dict[str, list[str]] = {}
     by_server: dict[str, list[str]] = {}
-    for agent in chart.agents():
-        name = consumer_name(agent)
-        credential = {"type": "key-auth", "source": "BEARER", "key": gateway_key(agent)}
-        out.append(managed(Provider.GATEWAY, "consumer", name, {"name": name, "credential": credential}, agent.owner))
-        by_model.setdefault(agent_model(agent), []).append(name)
-        for server in agent.spec.get("mcpServers") or []:
-            mcp = gateway_mcp_server(str(server.get("url", "")), gateway)
-            if mcp:
-                by_server.setdefault(mcp, []).append(name)
-        out.extend(expose_objects(agent))
+    for name, model, servers in consumers:
+        by_model.setdefault(model, []).append(name)
+        for server in servers:
+            by_server.setdefault(server, []).append(name)
     for route in gateway.routes:
         allowed = sorted({c for model, names in by_model.items() if route.serves(model) for c in names})
         out.append(_grant("ai-route", route.name, {"allowed_consumers": allowed}, allowed))
     for server, names in sorted(by_server.items()):
-        consumers = sorted(set(names))
-        out.append(_grant("mcp-server", server, {"consumers": consumers}, consumers))
+        consumers_of = sorted(set(names))
+        out.append(_grant("mcp-server", server, {"consumers": consumers_of}, consumers_of))
     return out
 
 

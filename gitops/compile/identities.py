@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gitops.objects import ManagedObject, Provider, secret_ref
+from gitops.objects import ManagedObject, Provider, make_key, secret_ref
 from gitops.org import Agent, Org, Resource, Role, human_localpart, team_agents, team_runtime_name
 from gitops.settings import RuntimeSettings, Settings
 
@@ -96,6 +96,23 @@ def managed(
 
 
 @dataclass(frozen=True, slots=True)
+class Identities:
+    """The identities every part of the org sees: server name, Global Admin, actor, and the Manager's ID if any."""
+
+    domain: str
+    admin: str
+    actor: str
+    manager_id: str | None
+
+    def id(self, agent: Agent) -> str:
+        return mxid(agent.runtime_name, self.domain)
+
+    def entry(self, value: str) -> str:
+        """A channelPolicy entry: `@...` verbatim, a bare name becomes `@<name>:D`."""
+        return value if value.startswith("@") else mxid(value, self.domain)
+
+
+@dataclass(frozen=True, slots=True)
 class Team:
     """A team with its identities resolved: leader, workers, Team Admin and human members."""
 
@@ -155,6 +172,10 @@ class Chart:
     def manager_id(self) -> str | None:
         return mxid(MANAGER_LOCALPART, self.domain) if self.manager else None
 
+    @property
+    def identities(self) -> Identities:
+        return Identities(self.domain, self.admin, self.actor, self.manager_id)
+
     def entry(self, value: str) -> str:
         """A channelPolicy entry: `@...` verbatim, a bare name becomes `@<name>:D`."""
         return value if value.startswith("@") else mxid(value, self.domain)
@@ -196,30 +217,44 @@ def _team(res: Resource, humans: Mapping[str, str], domain: str) -> Team | None:
 
 def matrix_users(chart: Chart) -> list[ManagedObject]:
     """An account per agent and per Human; not for Humans with an existing account, nor the admin or actor."""
+    return [agent_user(chart, agent) for agent in chart.agents()] + human_users(chart)
+
+
+def agent_user(ids: Chart | Identities, agent: Agent) -> ManagedObject:
+    localpart = agent.runtime_name
+    spec = {"user_id": ids.id(agent), "displayname": localpart, "kind": "agent", "password": matrix_password(localpart)}
+    return managed(Provider.MATRIX, "user", localpart, spec, agent.owner)
+
+
+def human_users(chart: Chart) -> list[ManagedObject]:
     out: list[ManagedObject] = []
-    for agent in chart.agents():
-        localpart = agent.runtime_name
-        spec = {
-            "user_id": chart.id(agent),
-            "displayname": localpart,
-            "kind": "agent",
-            "password": matrix_password(localpart),
-        }
-        out.append(managed(Provider.MATRIX, "user", localpart, spec, agent.owner))
-    preexisting = {chart.admin, chart.actor}
-    for human in chart.human_resources:
-        user_id = chart.humans[human.name]
-        if human.annotation("matrix-user-id") or user_id in preexisting:
-            continue
+    for human in _registered_humans(chart):
         localpart = human_localpart(human)
         spec = {
-            "user_id": user_id,
+            "user_id": chart.humans[human.name],
             "displayname": str(human.spec.get("displayName") or localpart),
             "kind": "human",
             "password": matrix_password(localpart),
         }
         out.append(managed(Provider.MATRIX, "user", localpart, spec, human))
     return out
+
+
+def _registered_humans(chart: Chart) -> Iterator[Resource]:
+    """Humans that get an account: not those with an existing one (annotation), nor the admin or the actor."""
+    preexisting = {chart.admin, chart.actor}
+    for human in chart.human_resources:
+        if not human.annotation("matrix-user-id") and chart.humans[human.name] not in preexisting:
+            yield human
+
+
+def account_keys(chart: Chart) -> dict[str, str]:
+    """Matrix ID -> key of the account object that registers it: `user_keys(matrix_users(chart))`, without
+    building the objects."""
+    keys = {chart.id(agent): make_key(Provider.MATRIX, "user", agent.runtime_name) for agent in chart.agents()}
+    for human in _registered_humans(chart):
+        keys[chart.humans[human.name]] = make_key(Provider.MATRIX, "user", human_localpart(human))
+    return keys
 
 
 def user_keys(users: Sequence[ManagedObject]) -> dict[str, str]:

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gitops.compile.humans import Reach
-from gitops.compile.identities import Chart, managed
+from gitops.compile.identities import Chart, Identities, Team, managed
 from gitops.objects import ManagedObject, Provider
-from gitops.org import Resource
+from gitops.org import Agent, Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,58 +37,74 @@ class Room:
 
 
 def rooms(chart: Chart, reach: Reach) -> list[Room]:
-    admin = chart.admin
-    manager = chart.manager_id
-    authority = frozenset({admin, manager} if manager else {admin})  # Admin, Manager (if any)
+    ids = chart.identities
     out: list[Room] = []
-    if chart.manager:  # Manager DM
-        name = chart.manager.name
-        out.append(Room(f"hiclaw-manager-{name}", f"Manager: {name}", True, authority, authority, chart.manager.owner))
-    for worker in chart.standalone:  # Standalone Worker rooms
-        members = authority | {chart.id(worker)} | reach.worker(worker.name)
-        out.append(_worker_room(worker.runtime_name, members, authority, worker.owner))
+    if chart.manager:
+        out.append(manager_room(ids, chart.manager))
+    out.extend(worker_room(ids, worker, reach.worker(worker.name)) for worker in chart.standalone)
     for team in chart.teams:
-        owner = team.resource
-        leader = chart.id(team.leader)
-        heads = frozenset({team.admin or admin, leader})  # T-Admin, Leader
-        workers = frozenset(chart.id(w) for w in team.workers)
-        lead_rt = team.leader.runtime_name
-        # Leader room
-        out.append(_worker_room(lead_rt, authority | {leader} | reach.everywhere, authority, owner))
-        # Team Room: never the Manager
-        team_room = heads | workers | team.human_members | reach.team(team.name)
-        trt = team.runtime_name
-        out.append(Room(f"hiclaw-team-{trt}", f"Team: {trt}", False, team_room, heads, owner))
-        # Team worker rooms
-        for worker in team.workers:
-            out.append(_worker_room(worker.runtime_name, heads | {chart.id(worker)}, heads, owner))
-        # Leader DM
-        out.append(Room(f"hiclaw-leader-dm-{lead_rt}", f"Leader DM: {lead_rt}", True, heads, heads, owner))
+        out.extend(team_rooms(ids, team, reach.everywhere, reach.team(team.name)))
     return out
 
 
-def _worker_room(rt: str, members: frozenset[str], power: frozenset[str], owner: Resource) -> Room:
+def _authority(ids: Identities) -> frozenset[str]:
+    """Admin, Manager (if any)."""
+    return frozenset({ids.admin, ids.manager_id} if ids.manager_id else {ids.admin})
+
+
+def manager_room(ids: Identities, manager: Agent) -> Room:
+    """Manager DM."""
+    name, authority = manager.name, _authority(ids)
+    return Room(f"hiclaw-manager-{name}", f"Manager: {name}", True, authority, authority, manager.owner)
+
+
+def worker_room(ids: Identities, worker: Agent, humans: frozenset[str]) -> Room:
+    """Standalone Worker room; `humans` are those with access to the Worker."""
+    authority = _authority(ids)
+    return _agent_room(worker.runtime_name, authority | {ids.id(worker)} | humans, authority, worker.owner)
+
+
+def team_rooms(ids: Identities, team: Team, everywhere: frozenset[str], humans: frozenset[str]) -> list[Room]:
+    """Leader room, Team Room, team worker rooms, Leader DM; `humans` are those with access to the team."""
+    authority = _authority(ids)
+    owner = team.resource
+    leader = ids.id(team.leader)
+    heads = frozenset({team.admin or ids.admin, leader})  # T-Admin, Leader
+    workers = frozenset(ids.id(w) for w in team.workers)
+    lead_rt = team.leader.runtime_name
+    out = [_agent_room(lead_rt, authority | {leader} | everywhere, authority, owner)]  # Leader room
+    team_room = heads | workers | team.human_members | humans  # never the Manager
+    trt = team.runtime_name
+    out.append(Room(f"hiclaw-team-{trt}", f"Team: {trt}", False, team_room, heads, owner))
+    out.extend(_agent_room(w.runtime_name, heads | {ids.id(w)}, heads, owner) for w in team.workers)
+    out.append(Room(f"hiclaw-leader-dm-{lead_rt}", f"Leader DM: {lead_rt}", True, heads, heads, owner))
+    return out
+
+
+def _agent_room(rt: str, members: frozenset[str], power: frozenset[str], owner: Resource) -> Room:
     return Room(f"hiclaw-worker-{rt}", f"Worker: {rt}", False, members, power, owner)
 
 
-def alias(room: Room, chart: Chart) -> str:
+def alias(room: Room, chart: Chart | Identities) -> str:
     return f"#{room.localpart}:{chart.domain}"
 
 
 def room_objects(rooms: list[Room], chart: Chart, users: Mapping[str, str]) -> list[ManagedObject]:
     """`matrix/room/<alias localpart>`, depending on the accounts of its managed members."""
-    out: list[ManagedObject] = []
-    for room in rooms:
-        # The actor creates the room and keeps power to repair it, so it is always a member with power 100.
-        members = sorted(room.members | {chart.actor})
-        spec = {
-            "alias": alias(room, chart),
-            "name": room.name,
-            "preset": "private_chat",
-            "is_direct": room.direct,
-            "members": members,
-            "power": dict.fromkeys(sorted(room.power | {chart.actor}), 100),
-        }
-        needs = [users[m] for m in members if m in users]
-        out.append(managed(Provider.MATRIX, "room", room.localpart, spec, room.owner, needs))
-    return out
+    ids = chart.identities
+    return [room_object(room, ids, users) for room in rooms]
+
+
+def room_object(room: Room, ids: Identities, users: Mapping[str, str]) -> ManagedObject:
+    # The actor creates the room and keeps power to repair it, so it is always a member with power 100.
+    members = sorted(room.members | {ids.actor})
+    spec = {
+        "alias": alias(room, ids),
+        "name": room.name,
+        "preset": "private_chat",
+        "is_direct": room.direct,
+        "members": members,
+        "power": dict.fromkeys(sorted(room.power | {ids.actor}), 100),
+    }
+    needs = [users[m] for m in members if m in users]
+    return managed(Provider.MATRIX, "room", room.localpart, spec, room.owner, needs)

@@ -20,6 +20,7 @@ from typing import Any
 from gitops.compile.gateway import consumer_key
 from gitops.compile.identities import (
     Chart,
+    Identities,
     agent_model,
     agent_runtime,
     container_name,
@@ -47,27 +48,29 @@ def container_objects(
     chart: Chart, agents: Sequence[Agent], files: Mapping[str, Mapping[str, Stored]], settings: Settings
 ) -> list[ManagedObject]:
     """A container per agent, after its account, files, storage user and consumer (those that are managed)."""
+    containers = (agent_container(chart, agent, files[agent.runtime_name], settings) for agent in agents)
+    return [c for c in containers if c is not None]
+
+
+def agent_container(
+    chart: Chart | Identities, agent: Agent, files: Mapping[str, Stored], settings: Settings
+) -> ManagedObject | None:
+    """The agent's container (see `container_object`), depending on the objects of the enabled providers."""
     enabled = settings.providers
-    out: list[ManagedObject] = []
-    for agent in agents:
-        own = files[agent.runtime_name]
-        needs = []
-        if Provider.MATRIX in enabled:
-            needs.append(make_key(Provider.MATRIX, "user", agent.runtime_name))
-        if Provider.STORAGE in enabled:
-            needs += [make_key(Provider.STORAGE, "object", key) for key in own]
-        if storage_users(settings):
-            needs.append(storage_user_key(agent))
-        if Provider.GATEWAY in enabled:
-            needs.append(consumer_key(agent))
-        container = container_object(chart, agent, config_hash(own), settings, needs)
-        if container is not None:
-            out.append(container)
-    return out
+    needs = []
+    if Provider.MATRIX in enabled:
+        needs.append(make_key(Provider.MATRIX, "user", agent.runtime_name))
+    if Provider.STORAGE in enabled:
+        needs += [make_key(Provider.STORAGE, "object", key) for key in files]
+    if storage_users(settings):
+        needs.append(storage_user_key(agent))
+    if Provider.GATEWAY in enabled:
+        needs.append(consumer_key(agent))
+    return container_object(chart, agent, config_hash(files), settings, needs)
 
 
 def container_object(
-    chart: Chart, agent: Agent, config_hash: str, settings: Settings, depends_on: Sequence[str]
+    chart: Chart | Identities, agent: Agent, config_hash: str, settings: Settings, depends_on: Sequence[str]
 ) -> ManagedObject | None:
     """The agent's container; None when `containerManaged: false` leaves it to someone else.
 
@@ -116,7 +119,7 @@ def _merged(user: Any, system: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(values.items()))
 
 
-def environment(chart: Chart, agent: Agent, settings: Settings) -> dict[str, str]:
+def environment(chart: Chart | Identities, agent: Agent, settings: Settings) -> dict[str, str]:
     """Upstream's environment (reference §2.5), credentials as secret references."""
     rt = agent.runtime_name
     env = {"HICLAW_MATRIX_DOMAIN": chart.domain, "HICLAW_FS_BUCKET": settings.bucket}

@@ -16,7 +16,6 @@ for team members, + `manager` for the Manager), read/write/delete on their objec
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,8 @@ from gitops.compile.allowlists import AllowList
 from gitops.compile.gateway import gateway_mcp_server
 from gitops.compile.identities import (
     Chart,
+    Identities,
+    Team,
     agent_model,
     agent_prefix,
     agent_runtime,
@@ -33,7 +34,7 @@ from gitops.compile.identities import (
     matrix_token,
     storage_secret,
 )
-from gitops.objects import ManagedObject, Provider, make_key, spec_hash
+from gitops.objects import ManagedObject, Provider, make_key, pretty_json, spec_hash
 from gitops.org import Agent, Role
 from gitops.settings import Settings
 
@@ -65,10 +66,10 @@ File = tuple[str, str]  # (content, content type)
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return pretty_json(value) + "\n"
 
 
-def agent_files(chart: Chart, agent: Agent, allow: AllowList, settings: Settings) -> dict[str, File]:
+def agent_files(chart: Chart | Identities, agent: Agent, allow: AllowList, settings: Settings) -> dict[str, File]:
     """Object key -> file, for every file the reconciler writes for this agent."""
     prefix = agent_prefix(agent)
     spec = agent.spec
@@ -99,7 +100,7 @@ def _text(value: Any) -> str:
     return value.strip() + "\n" if isinstance(value, str) and value.strip() else ""
 
 
-def openclaw_config(chart: Chart, agent: Agent, allow: AllowList, settings: Settings) -> dict[str, Any]:
+def openclaw_config(chart: Chart | Identities, agent: Agent, allow: AllowList, settings: Settings) -> dict[str, Any]:
     key = gateway_key(agent)
     model = agent_model(agent)
     context, max_tokens, vision = MODEL_PRESETS.get(model, UNKNOWN_MODEL)
@@ -193,23 +194,42 @@ def storage_objects(
     chart: Chart, files: Mapping[str, Mapping[str, Stored]], agents: Sequence[Agent], settings: Settings
 ) -> list[ManagedObject]:
     """The bucket, every agent's files, the shared prefixes and (with the admin API) users and policies."""
-    bucket = settings.bucket
-    bucket_key = make_key(Provider.STORAGE, "bucket", bucket)
-    out = [managed(Provider.STORAGE, "bucket", bucket, {"bucket": bucket}, None)]
-    keep = ("", EMPTY)
-    for key, file in stored(bucket, {"shared/knowledge/.keep": keep, "shared/tasks/.keep": keep}).items():
-        out.append(managed(Provider.STORAGE, "object", key, file.spec, None, [bucket_key], file.hash))
-    for team in chart.teams:
-        for key, file in stored(bucket, {f"teams/{team.runtime_name}/shared/.keep": keep}).items():
-            out.append(managed(Provider.STORAGE, "object", key, file.spec, team.resource, [bucket_key], file.hash))
+    out = shared_storage(settings) + [team_keep(team, settings) for team in chart.teams]
     for agent in agents:
-        for key, file in files[agent.runtime_name].items():
-            out.append(managed(Provider.STORAGE, "object", key, file.spec, agent.owner, [bucket_key], file.hash))
+        out += file_objects(agent, files[agent.runtime_name], settings)
     if storage_users(settings):
         teams = {t.name: t.runtime_name for t in chart.teams}
         for agent in agents:
-            out.extend(storage_identity(agent, bucket, teams))
+            out.extend(storage_identity(agent, settings.bucket, teams))
     return out
+
+
+_KEEP = ("", EMPTY)
+
+
+def shared_storage(settings: Settings) -> list[ManagedObject]:
+    """The bucket and the org-wide shared prefixes."""
+    bucket = settings.bucket
+    out = [managed(Provider.STORAGE, "bucket", bucket, {"bucket": bucket}, None)]
+    for key, file in stored(bucket, {"shared/knowledge/.keep": _KEEP, "shared/tasks/.keep": _KEEP}).items():
+        out.append(managed(Provider.STORAGE, "object", key, file.spec, None, [_bucket_key(settings)], file.hash))
+    return out
+
+
+def team_keep(team: Team, settings: Settings) -> ManagedObject:
+    """The team's shared prefix."""
+    key = f"teams/{team.runtime_name}/shared/.keep"
+    file = stored(settings.bucket, {key: _KEEP})[key]
+    return managed(Provider.STORAGE, "object", key, file.spec, team.resource, [_bucket_key(settings)], file.hash)
+
+
+def file_objects(agent: Agent, files: Mapping[str, Stored], settings: Settings) -> list[ManagedObject]:
+    needs = [_bucket_key(settings)]
+    return [managed(Provider.STORAGE, "object", key, f.spec, agent.owner, needs, f.hash) for key, f in files.items()]
+
+
+def _bucket_key(settings: Settings) -> str:
+    return make_key(Provider.STORAGE, "bucket", settings.bucket)
 
 
 def storage_users(settings: Settings) -> bool:
