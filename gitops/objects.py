@@ -129,6 +129,8 @@ class ManagedObject:
     owner: str
     depends_on: tuple[str, ...] = ()
     prune: bool = True
+    # The spec's hash, computed once (or passed in when the caller already has it). Change a spec with
+    # `with_spec`, never `dataclasses.replace`, which would carry the old hash over.
     hash: str = field(default="", compare=False, repr=False)
     key: str = field(init=False, compare=False, repr=False)
 
@@ -142,6 +144,10 @@ class ManagedObject:
         # Unpickling through the dataclass's own state methods costs ten times more, field by field in Python:
         # the compile cache holds tens of thousands of these.
         return _restore, tuple(getattr(self, name) for name in _FIELDS)
+
+    def with_spec(self, spec: Mapping[str, Any]) -> ManagedObject:
+        """The same object with another spec (and that spec's hash)."""
+        return ManagedObject(self.provider, self.type, self.name, spec, self.owner, self.depends_on, self.prune)
 
     def to_dict(self) -> dict[str, Any]:
         return {

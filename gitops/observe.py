@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from backends.base import Backend, Observed
@@ -117,8 +117,7 @@ def baseline_object(inventory: ManagedObject, seen: Observed) -> ManagedObject:
             spec[STATE_FIELD] = seen.spec[STATE_FIELD]
         elif not state_enforced(inventory):
             spec[STATE_FIELD] = inventory.spec[STATE_FIELD]
-    # hash="": ManagedObject caches its hash in a field that replace() would otherwise carry over.
-    return inventory if spec == dict(inventory.spec) else replace(inventory, spec=spec, hash="")
+    return inventory if spec == dict(inventory.spec) else inventory.with_spec(spec)
 
 
 def adopted_object(seen: Observed, declared: ManagedObject | None, started_by_us: bool) -> ManagedObject:
