@@ -224,7 +224,11 @@ def team_keep(team: Team, settings: Settings) -> ManagedObject:
 
 
 def file_objects(agent: Agent, files: Mapping[str, Stored], settings: Settings) -> list[ManagedObject]:
+    """The agent's files. They carry its Matrix token (`openclaw.json`), which exists only once its account
+    is registered: with Matrix managed here, the files wait for the account."""
     needs = [_bucket_key(settings)]
+    if Provider.MATRIX in settings.providers:
+        needs.append(make_key(Provider.MATRIX, "user", agent.runtime_name))
     return [managed(Provider.STORAGE, "object", key, f.spec, agent.owner, needs, f.hash) for key, f in files.items()]
 
 
