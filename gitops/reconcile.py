@@ -18,6 +18,7 @@ from backends.base import Backend, Resolve
 from gitops import baseline as baselines
 from gitops import engine
 from gitops.apply import ApplyOptions, RunResult, StalePlan, check_fresh, describe, execute
+from gitops.compile.cache import CompileCache
 from gitops.diagnostics import Diagnostic, has_errors
 from gitops.files import FileSource
 from gitops.load import ParseCache
@@ -146,6 +147,7 @@ def reconcile(
     strict: bool = False,
     options: ApplyOptions | None = None,
     stop: threading.Event | None = None,
+    compile_cache: CompileCache | None = None,
 ) -> ReconcileResult:
     """Bring live state to the org at `head` (a commit id; empty: the content digest of a directory).
 
@@ -156,7 +158,7 @@ def reconcile(
     diagnostics = tuple(read.validation.diagnostics)
     if not read.ok:
         return ReconcileResult(read.head, diagnostics)
-    desired = engine.desired_state(read, settings)
+    desired = engine.desired_state(read, settings, compile_cache)
     refs = tuple(r.ref for r in read.validation.org.resources())
     try:
         live = observe_live(backends, store, settings.providers, desired.objects) if backends else None
@@ -296,10 +298,12 @@ class DaemonPass:
         self.store = StateStore(settings.state_dir)
         self.secrets = SecretStore(settings.state_dir)
         self.backends = build_backends(settings, self.secrets)
+        self.compile_cache = CompileCache()  # in memory: the next commit recompiles only the units it changed
 
     def __call__(self, source: FileSource, commit: str) -> PassResult:
         result = reconcile(source, self.settings, head=commit, store=self.store, secrets=self.secrets,
-                           backends=self.backends, cache=self.cache, strict=self.strict)
+                           backends=self.backends, cache=self.cache, strict=self.strict,
+                           compile_cache=self.compile_cache)
         return to_pass_result(result, commit)
 
     def close(self) -> None:
