@@ -1,7 +1,10 @@
 """Synthetic org generator: N team workers with proportional teams, standalone workers and humans.
 
 Proportions per 100 team workers: 10 teams (a leader and 10 workers each), 10 standalone Workers,
-5 Humans (levels 1/2/3 in turn), one Manager. Deterministic for a given scale and seed.
+5 Humans, one Manager. Of the Humans, one in fifty is level 1 (admin-equivalent: it sits on every agent's
+allow-lists, so its count multiplies the whole desired state — real orgs have a handful) and the rest
+alternate between level 2 (a team and a worker) and level 3 (a worker). Deterministic for a given scale
+and seed.
 
     python -m bench.generate 1000 /tmp/org-1000
 """
@@ -75,7 +78,7 @@ def worker_yaml(i: int, rng: random.Random) -> str:
 
 
 def human_yaml(h: int, teams: int, workers: int) -> str:
-    level = 1 + h % 3
+    level = 1 if h % 50 == 0 else 2 + h % 2
     lines = [
         "apiVersion: hiclaw.io/v1beta1",
         "kind: Human",

@@ -88,8 +88,11 @@ def backend_names(settings: Settings) -> dict[Provider, str]:
     names: dict[Provider, str] = {}
     if settings.runtime is not None:
         names[Provider.RUNTIME] = settings.runtime.backend
-    for provider, section in ((Provider.MATRIX, settings.matrix), (Provider.STORAGE, settings.storage),
-                              (Provider.GATEWAY, settings.gateway)):
+    for provider, section in (
+        (Provider.MATRIX, settings.matrix),
+        (Provider.STORAGE, settings.storage),
+        (Provider.GATEWAY, settings.gateway),
+    ):
         if section is not None:
             names[provider] = provider.value
     return names
@@ -98,8 +101,12 @@ def backend_names(settings: Settings) -> dict[Provider, str]:
 def build_backends(settings: Settings, secrets: SecretStore | None) -> dict[Provider, Backend]:
     """One backend per configured provider, built as `Class(settings=<the provider's settings section>,
     secrets=<the secret store>)` (a backend that needs no secrets accepts and ignores the keyword)."""
-    sections: dict[Provider, Any] = {Provider.RUNTIME: settings.runtime, Provider.MATRIX: settings.matrix,
-                                     Provider.STORAGE: settings.storage, Provider.GATEWAY: settings.gateway}
+    sections: dict[Provider, Any] = {
+        Provider.RUNTIME: settings.runtime,
+        Provider.MATRIX: settings.matrix,
+        Provider.STORAGE: settings.storage,
+        Provider.GATEWAY: settings.gateway,
+    }
     built: dict[Provider, Backend] = {}
     try:
         for provider, name in backend_names(settings).items():
@@ -112,8 +119,9 @@ def build_backends(settings: Settings, secrets: SecretStore | None) -> dict[Prov
             try:
                 backend = cls(settings=sections[provider], secrets=secrets)  # type: ignore[call-arg]
             except Exception as exc:
-                raise BackendsUnavailable(f"provider {provider.value}: backend {name!r} failed to start: "
-                                          f"{describe(exc)}") from None
+                raise BackendsUnavailable(
+                    f"provider {provider.value}: backend {name!r} failed to start: {describe(exc)}"
+                ) from None
             if Provider(backend.provider) is not provider:
                 backend.close()
                 raise BackendsUnavailable(f"backend {name!r} serves {backend.provider}, not {provider.value}")
@@ -168,13 +176,20 @@ def reconcile(
     plan = engine.plan(read, settings, current, desired=desired)
     if dry_run:
         return ReconcileResult(read.head, diagnostics, plan, dry_run=True, org_refs=refs)
-    opts = _options(settings, options, allow_mass_delete, stop)
-    run = execute(plan, desired.objects, backends, store, _resolver(secrets), opts,
-                  observed=live.observed if live else None, current=current.objects)
-    settle_inventory(store, live, plan, desired.objects, read.head, run)
-    if run.ok:
-        record_snapshots(store, read, desired)
-    return ReconcileResult(read.head, diagnostics, plan, run, org_refs=refs)
+    run = _carry_out(
+        plan,
+        read,
+        desired,
+        live,
+        current.objects,
+        backends,
+        store,
+        secrets,
+        _options(settings, options, allow_mass_delete, stop),
+    )
+    return ReconcileResult(
+        read.head, diagnostics, plan, run, org_refs=tuple(r.ref for r in read.validation.org.resources())
+    )
 
 
 def apply_saved(
@@ -199,9 +214,15 @@ def apply_saved(
     if not read.ok:
         return ReconcileResult(read.head, diagnostics, plan)
     if plan.compared_against not in ("live", "state"):
-        return ReconcileResult(read.head, diagnostics, plan, error=(
-            f"the saved plan compares against a {plan.compared_against} (an offline review); "
-            "only plans made against live or state can be applied"))
+        return ReconcileResult(
+            read.head,
+            diagnostics,
+            plan,
+            error=(
+                f"the saved plan compares against a {plan.compared_against} (an offline review); "
+                "only plans made against live or state can be applied"
+            ),
+        )
     desired = engine.desired_state(read, settings)
     live: LiveState | None = None
     try:
@@ -218,14 +239,48 @@ def apply_saved(
         return ReconcileResult(read.head, diagnostics, plan, error=describe(exc))
     except StalePlan as exc:
         return ReconcileResult(read.head, diagnostics, plan, error=str(exc))
-    opts = _options(settings, options, allow_mass_delete, stop)
-    run = execute(plan, desired.objects, backends, store, _resolver(secrets), opts,
-                  observed=live.observed if live else None, current=current.objects)
+    run = _carry_out(
+        plan,
+        read,
+        desired,
+        live,
+        current.objects,
+        backends,
+        store,
+        secrets,
+        _options(settings, options, allow_mass_delete, stop),
+    )
+    return ReconcileResult(
+        read.head, diagnostics, plan, run, org_refs=tuple(r.ref for r in read.validation.org.resources())
+    )
+
+
+def _carry_out(
+    plan: Plan,
+    read: engine.OrgRead,
+    desired: DesiredState,
+    live: LiveState | None,
+    current: Mapping[str, ManagedObject],
+    backends: Mapping[Provider, Backend],
+    store: StateStore,
+    secrets: SecretStore | None,
+    opts: ApplyOptions,
+) -> RunResult:
+    """Execute a plan, settle the inventory, and on success record what the next plan compares against."""
+    run = execute(
+        plan,
+        desired.objects,
+        backends,
+        store,
+        _resolver(secrets),
+        opts,
+        observed=live.observed if live else None,
+        current=current,
+    )
     settle_inventory(store, live, plan, desired.objects, read.head, run)
     if run.ok:
         record_snapshots(store, read, desired)
-    refs = tuple(r.ref for r in read.validation.org.resources())
-    return ReconcileResult(read.head, diagnostics, plan, run, org_refs=refs)
+    return run
 
 
 def check_matches(plan: Plan, desired: DesiredState) -> None:
@@ -234,8 +289,9 @@ def check_matches(plan: Plan, desired: DesiredState) -> None:
         if change.action in (Action.CREATE, Action.UPDATE, Action.REPLACE):
             obj = desired.objects.get(change.key)
             if obj is None or canonical_json(redact(obj.spec)) != canonical_json(change.after):
-                raise StalePlan(f"the saved plan is stale: {change.key} no longer compiles to the planned spec; "
-                                "run `plan` again")
+                raise StalePlan(
+                    f"the saved plan is stale: {change.key} no longer compiles to the planned spec; run `plan` again"
+                )
         elif change.action is Action.DELETE and change.key in desired.objects:
             raise StalePlan(f"the saved plan is stale: it deletes {change.key}, which is declared; run `plan` again")
 
@@ -301,9 +357,17 @@ class DaemonPass:
         self.compile_cache = CompileCache()  # in memory: the next commit recompiles only the units it changed
 
     def __call__(self, source: FileSource, commit: str) -> PassResult:
-        result = reconcile(source, self.settings, head=commit, store=self.store, secrets=self.secrets,
-                           backends=self.backends, cache=self.cache, strict=self.strict,
-                           compile_cache=self.compile_cache)
+        result = reconcile(
+            source,
+            self.settings,
+            head=commit,
+            store=self.store,
+            secrets=self.secrets,
+            backends=self.backends,
+            cache=self.cache,
+            strict=self.strict,
+            compile_cache=self.compile_cache,
+        )
         return to_pass_result(result, commit)
 
     def close(self) -> None:
@@ -317,8 +381,12 @@ def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
     run = result.run
     summary: dict[str, Any] | None = None
     if plan is not None:
-        summary = {"counts": plan.counts(), "unchanged": plan.to_dict()["unchanged"],
-                   "summaries": [s.to_dict() for s in plan.summaries], "warnings": list(plan.warnings)}
+        summary = {
+            "counts": plan.counts(),
+            "unchanged": plan.to_dict()["unchanged"],
+            "summaries": [s.to_dict() for s in plan.summaries],
+            "warnings": list(plan.warnings),
+        }
     steps_by_owner: dict[str, list[Any]] = {}
     failures: dict[str, int] = {}
     for step in run.steps if run is not None else ():
@@ -341,11 +409,16 @@ def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
             phase, applied = "Failed", Condition("Applied", "False", "ApplyFailed", bad[0].message)
         else:
             phase, applied = "Ready", Condition("Applied", "True", "Applied", "")
-        resources.append(ResourceStatus(
-            kind, name, phase, observed_commit=commit,
-            conditions=(Condition("Valid", "True", "Validated", ""), applied),
-            last_error=bad[0].message if bad else "",
-        ))
+        resources.append(
+            ResourceStatus(
+                kind,
+                name,
+                phase,
+                observed_commit=commit,
+                conditions=(Condition("Valid", "True", "Validated", ""), applied),
+                last_error=bad[0].message if bad else "",
+            )
+        )
     if result.error:
         outcome, message = Result.FAILED, result.error
     elif run is not None and run.refused:
@@ -357,5 +430,6 @@ def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
         changed = sum(counts.values())
         message = f"{changed} change(s) applied and verified" if changed else "no changes"
         outcome = Result.RECONCILED
-    return PassResult(outcome, result.diagnostics, tuple(resources), plan=summary, message=message,
-                      provider_failures=failures)
+    return PassResult(
+        outcome, result.diagnostics, tuple(resources), plan=summary, message=message, provider_failures=failures
+    )
