@@ -75,6 +75,7 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 LABEL_MANAGED_BY = "hiclaw.io/managed-by"
 LABEL_SPEC_HASH = "hiclaw.io/spec-hash"
 LABEL_APPLIED = "hiclaw.io/applied-spec"
+NEVER_STARTED = "Created"  # observed state of a container declared Running that was never started
 INTERNAL_LABELS = frozenset({LABEL_SPEC_HASH, LABEL_APPLIED})
 
 RUNNING, SLEEPING, STOPPED = "Running", "Sleeping", "Stopped"
@@ -238,7 +239,10 @@ class Facts:
         labels = self.user_labels
         if applied is not None:  # leave out the labels the image brought
             labels = {k: v for k, v in labels.items() if k in container_labels(applied, instance)}
-        seen = {"image": self.image, "labels": labels, "network": self.network, "state": self.state}
+        state = self.state
+        if applied is not None and applied.get("state") == "Running" and self.status == "created":
+            state = NEVER_STARTED  # created but never started: an apply cut short, not an agent asleep
+        seen = {"image": self.image, "labels": labels, "network": self.network, "state": state}
         return {**applied, **seen} if applied is not None else seen
 
 

@@ -27,6 +27,7 @@ from gitops.state import StateStore
 
 # Container fields the agent itself may change (sleep / wake) without it being drift, unless enforced.
 STATE_FIELD = "state"
+NEVER_STARTED = "Created"  # a backend's observed state for a container created but never started
 ENFORCE_FIELD = "enforce_state"
 
 
@@ -116,7 +117,10 @@ def baseline_object(inventory: ManagedObject, seen: Observed) -> ManagedObject:
         if state_enforced(inventory) and STATE_FIELD in seen.spec:
             spec[STATE_FIELD] = seen.spec[STATE_FIELD]
         elif not state_enforced(inventory):
-            spec[STATE_FIELD] = inventory.spec[STATE_FIELD]
+            # The agent's own sleep and wake are not fought; a container that was never started (an apply
+            # cut short between create and start) is not the agent's doing, so it shows and gets started.
+            never_started = seen.spec.get(STATE_FIELD) == NEVER_STARTED
+            spec[STATE_FIELD] = NEVER_STARTED if never_started else inventory.spec[STATE_FIELD]
     return inventory if spec == dict(inventory.spec) else inventory.with_spec(spec)
 
 
