@@ -421,7 +421,30 @@ class GitPoller:
         self.health = health or Health()
         self.settings = reconciler.settings
         self.force_next = reconciler.state.last_result in (Result.REFUSED.value, Result.FAILED.value)
+        self.unchanged_polls = 0
         self._bootstrap()
+
+    def check_drift(self, head: str) -> PollOutcome:
+        """Every `drift.every_polls` unchanged polls: plan the last reconciled commit against live state again.
+        `report` logs and counts what drifted; `heal` reconciles the commit again (with its status commit)."""
+        drift = getattr(self.reconciler.pass_fn, "drift", None)
+        commit = self.state.last_commit
+        if drift is None or not commit or self.state.last_result != Result.RECONCILED.value:
+            return PollOutcome.UNCHANGED  # nothing applied to drift from, or no provider to observe
+        try:
+            changes = int(drift(self._tree(commit), commit))
+        except Exception as exc:
+            event(logging.WARNING, "drift check failed", commit=commit, error=str(exc))
+            self.metrics.drift_checks.labels("error").inc()
+            return PollOutcome.UNCHANGED
+        self.metrics.drift_changes.set(changes)
+        self.metrics.drift_checks.labels("drift" if changes else "clean").inc()
+        if not changes:
+            return PollOutcome.UNCHANGED
+        heal = self.settings.drift.mode == "heal"
+        event(logging.WARNING, "live state drifted from the last reconciled commit", commit=commit,
+              changes=changes, action="healing" if heal else "reported (drift.mode: report)")
+        return self.process(commit, head) if heal else PollOutcome.UNCHANGED
 
     @property
     def state(self) -> LoopState:
@@ -433,6 +456,11 @@ class GitPoller:
 
     def _status_path(self) -> str:
         return self.store.prefix if self.store is not None and self.store.same_branch else ""
+
+    def _tree(self, commit: str) -> FileSource:
+        """The org at `commit`: under source.path, without the status files kept on the same branch."""
+        exclude = [self._status_path()] if self._status_path() else []
+        return self.source.tree_source(commit, self.settings.source.path, exclude)
 
     def _bootstrap(self) -> None:
         """With no local state, the status branch tells where the previous daemon stopped."""
@@ -457,6 +485,10 @@ class GitPoller:
         if head == self.state.last_seen_head and not retry:
             self.metrics.polls.labels("unchanged").inc()
             self.reconciler.source_ok("source")
+            self.unchanged_polls += 1
+            every = self.settings.drift.every_polls
+            if every > 0 and self.unchanged_polls % every == 0:
+                return self.check_drift(head)
             return PollOutcome.UNCHANGED
         try:
             tip = self.source.fetch()
@@ -516,8 +548,7 @@ class GitPoller:
                 refused = PassResult(Result.REFUSED, (check.diagnostic,), message=check.diagnostic.message)
                 event(logging.ERROR, "commit refused: signature", commit=commit, code=check.diagnostic.code,
                       error=check.diagnostic.message)
-        exclude = [self._status_path()] if self._status_path() else []
-        tree = None if refused else self.source.tree_source(commit, self.settings.source.path, exclude)
+        tree = None if refused else self._tree(commit)
         try:
             previous = self._previous()
         except GitSourceError as exc:

@@ -36,6 +36,9 @@ class Metrics:
         self.provider_failures = Counter("hiclaw_gitops_provider_failures", "Failed changes or calls, by provider.",
                                          ["provider"], registry=r)
         self.polls = Counter("hiclaw_gitops_polls", "Polls of the source, by outcome.", ["outcome"], registry=r)
+        self.drift_checks = Counter("hiclaw_gitops_drift_checks", "Drift checks against live state, by result.",
+                                    ["result"], registry=r)
+        self.drift_changes = Gauge("hiclaw_gitops_drift_changes", "Changes the last drift check found.", registry=r)
         self.force_pushes = Counter("hiclaw_gitops_force_pushes", "Rewritten branches seen (force-pushes).", registry=r)
         self.status_writes = Counter("hiclaw_gitops_status_writes", "Status write-backs, by outcome.", ["outcome"],
                                      registry=r)

@@ -370,6 +370,15 @@ class DaemonPass:
         )
         return to_pass_result(result, commit)
 
+    def drift(self, source: FileSource, commit: str) -> int:
+        """How many changes a plan of `commit` against live state has now (0: no drift). Applies nothing."""
+        result = reconcile(source, self.settings, head=commit, store=self.store, secrets=self.secrets,
+                           backends=self.backends, cache=self.cache, strict=self.strict, dry_run=True,
+                           compile_cache=self.compile_cache)
+        if result.error or result.plan is None:
+            raise RuntimeError(result.error or "the commit no longer plans")
+        return sum(result.plan.counts().values())
+
     def close(self) -> None:
         close_backends(self.backends)
         self.store.close()

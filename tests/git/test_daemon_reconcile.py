@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from gitops.loop import PollOutcome
-from gitops.settings import RuntimeSettings
+from gitops.settings import DriftSettings, RuntimeSettings
 
 from .gitutil import OrgRepo, worker
 from .harness import make_poller, settings_for
@@ -66,3 +66,26 @@ def test_a_stopped_agent_converges_to_no_container(org: OrgRepo, tmp_path: Path)
     # the next pass over the same commit plans nothing: absence is what was applied
     result = poller.reconciler.pass_fn(poller.source.tree_source(poller.source.tip()), "again")  # type: ignore[attr-defined]
     assert result.plan["counts"] == {"create": 0, "update": 0, "replace": 0, "delete": 0}
+
+
+def test_drift_every_n_polls_is_reported_then_healed(org: OrgRepo, tmp_path: Path) -> None:
+    base = replace(settings_for(org.url, tmp_path / "state"), runtime=RuntimeSettings(backend="memory"))
+    settings = replace(base, drift=DriftSettings(every_polls=2, mode="report"))
+    poller, _ = make_poller(settings)
+    runtime = next(iter(poller.reconciler.pass_fn.backends.values()))  # type: ignore[attr-defined]
+    org.commit_and_push("alice", {"workers/alice.yaml": worker("alice")})
+    assert poller.poll() is PollOutcome.PROCESSED
+    runtime.objects.clear()  # someone removed the container behind our back
+    assert poller.poll() is PollOutcome.UNCHANGED  # poll 1: no check yet, nothing written
+    writes = runtime.write_calls
+    assert poller.poll() is PollOutcome.UNCHANGED  # poll 2: checked, reported, not healed
+    assert runtime.write_calls == writes and runtime.observe() == {}
+    text = poller.metrics.render().decode()
+    assert "hiclaw_gitops_drift_changes 1.0" in text
+    assert 'hiclaw_gitops_drift_checks_total{result="drift"} 1.0' in text
+
+    poller.settings = replace(settings, drift=DriftSettings(every_polls=2, mode="heal"))
+    assert poller.poll() is PollOutcome.UNCHANGED
+    assert poller.poll() is PollOutcome.PROCESSED  # healed: the commit reconciled again
+    assert set(runtime.observe()) == {"runtime/container/hiclaw-worker-alice"}
+    assert len(org.log("hiclaw-status")) == 2
