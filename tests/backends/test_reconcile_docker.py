@@ -121,3 +121,20 @@ def test_a_container_removed_behind_its_back_is_recreated(site: Site, docker_cli
     docker_client.containers.get("hiclaw-worker-dave").remove(force=True)
     assert changes(site.reconcile())["create"] == 1
     assert site.containers() == {"hiclaw-worker-dave": "Running"}
+
+
+def test_a_mass_deletion_trips_the_prune_guard_and_touches_nothing(site: Site) -> None:
+    for i in range(7):
+        site.declare(f"agent-{i}")
+    site.reconcile()
+    for i in range(1, 7):
+        (site.org / f"agent-{i}.yaml").unlink()
+    refused = reconcile(DirectorySource(site.org), site.settings, store=site.store, secrets=site.secrets,
+                        backends=site.backends)
+    assert refused.phase == "refused" and refused.run is not None
+    assert "6 agents would be deleted (limit 5)" in refused.run.refused
+    assert len(site.containers()) == 7  # nothing was deleted
+    allowed = reconcile(DirectorySource(site.org), site.settings, store=site.store, secrets=site.secrets,
+                        backends=site.backends, allow_mass_delete=True)
+    assert allowed.phase == "applied"
+    assert site.containers() == {"hiclaw-worker-agent-0": "Running"}
