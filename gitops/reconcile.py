@@ -176,20 +176,8 @@ def reconcile(
     plan = engine.plan(read, settings, current, desired=desired)
     if dry_run:
         return ReconcileResult(read.head, diagnostics, plan, dry_run=True, org_refs=refs)
-    run = _carry_out(
-        plan,
-        read,
-        desired,
-        live,
-        current.objects,
-        backends,
-        store,
-        secrets,
-        _options(settings, options, allow_mass_delete, stop),
-    )
-    return ReconcileResult(
-        read.head, diagnostics, plan, run, org_refs=tuple(r.ref for r in read.validation.org.resources())
-    )
+    opts = _options(settings, options, allow_mass_delete, stop)
+    return _carry_out(plan, read, desired, live, current.objects, backends, store, secrets, opts)
 
 
 def apply_saved(
@@ -239,20 +227,8 @@ def apply_saved(
         return ReconcileResult(read.head, diagnostics, plan, error=describe(exc))
     except StalePlan as exc:
         return ReconcileResult(read.head, diagnostics, plan, error=str(exc))
-    run = _carry_out(
-        plan,
-        read,
-        desired,
-        live,
-        current.objects,
-        backends,
-        store,
-        secrets,
-        _options(settings, options, allow_mass_delete, stop),
-    )
-    return ReconcileResult(
-        read.head, diagnostics, plan, run, org_refs=tuple(r.ref for r in read.validation.org.resources())
-    )
+    opts = _options(settings, options, allow_mass_delete, stop)
+    return _carry_out(plan, read, desired, live, current.objects, backends, store, secrets, opts)
 
 
 def _carry_out(
@@ -265,7 +241,7 @@ def _carry_out(
     store: StateStore,
     secrets: SecretStore | None,
     opts: ApplyOptions,
-) -> RunResult:
+) -> ReconcileResult:
     """Execute a plan, settle the inventory, and on success record what the next plan compares against."""
     run = execute(
         plan,
@@ -280,7 +256,8 @@ def _carry_out(
     settle_inventory(store, live, plan, desired.objects, read.head, run)
     if run.ok:
         record_snapshots(store, read, desired)
-    return run
+    refs = tuple(r.ref for r in read.validation.org.resources())
+    return ReconcileResult(read.head, tuple(read.validation.diagnostics), plan, run, org_refs=refs)
 
 
 def check_matches(plan: Plan, desired: DesiredState) -> None:
@@ -357,7 +334,10 @@ class DaemonPass:
         self.compile_cache = CompileCache()  # in memory: the next commit recompiles only the units it changed
 
     def __call__(self, source: FileSource, commit: str) -> PassResult:
-        result = reconcile(
+        return to_pass_result(self._reconcile(source, commit, dry_run=False), commit)
+
+    def _reconcile(self, source: FileSource, commit: str, dry_run: bool) -> ReconcileResult:
+        return reconcile(
             source,
             self.settings,
             head=commit,
@@ -366,15 +346,13 @@ class DaemonPass:
             backends=self.backends,
             cache=self.cache,
             strict=self.strict,
+            dry_run=dry_run,
             compile_cache=self.compile_cache,
         )
-        return to_pass_result(result, commit)
 
     def drift(self, source: FileSource, commit: str) -> int:
         """How many changes a plan of `commit` against live state has now (0: no drift). Applies nothing."""
-        result = reconcile(source, self.settings, head=commit, store=self.store, secrets=self.secrets,
-                           backends=self.backends, cache=self.cache, strict=self.strict, dry_run=True,
-                           compile_cache=self.compile_cache)
+        result = self._reconcile(source, commit, dry_run=True)
         if result.error or result.plan is None:
             raise RuntimeError(result.error or "the commit no longer plans")
         return sum(result.plan.counts().values())

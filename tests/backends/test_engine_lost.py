@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerharness import IMAGES, INSTANCE, NETWORK
+from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 
 from gitops import localstack
 from gitops.apply import ApplyOptions
@@ -30,7 +30,7 @@ from gitops.state import StateStore
 
 ENGINE = "/var/run/docker.sock"
 AGENTS = 6
-WORKER = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: w{i}\nspec:\n  model: qwen3.6-plus\n"
+WORKER = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: w{i}-{session}\nspec:\n  model: m\n"
 
 
 class Relay:
@@ -117,7 +117,7 @@ def test_engine_lost_mid_pass_fails_honestly_and_the_next_pass_converges(
     org = tmp_path / "org"
     org.mkdir()
     for i in range(AGENTS):
-        (org / f"w{i}.yaml").write_text(WORKER.format(i=i))
+        (org / f"w{i}.yaml").write_text(WORKER.format(i=i, session=SESSION))
     settings = Settings(state_dir=str(tmp_path / "state"), runtime=RuntimeSettings(
         backend="docker", instance=INSTANCE, network=NETWORK, images=IMAGES, docker_url=f"unix://{relay.path}",
         concurrency=1))
@@ -149,7 +149,7 @@ def test_engine_lost_mid_pass_fails_honestly_and_the_next_pass_converges(
     relay.start()  # the engine is back
     second = run(settings, org, timeout=60.0)
     assert second.phase == "applied", (second.error, second.run and second.run.failed)
-    assert ours(docker_client) == [f"hiclaw-worker-w{i}" for i in range(AGENTS)]
+    assert ours(docker_client) == [f"hiclaw-worker-w{i}-{SESSION}" for i in range(AGENTS)]
     assert len(docker_client.networks.list(names=[NETWORK])) == 1
     third = run(settings, org, timeout=60.0)
     assert third.plan is not None and not third.plan.has_changes

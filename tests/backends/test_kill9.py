@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from dockerharness import IMAGES, INSTANCE, NETWORK
+from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 
 from gitops import localstack
 from gitops.state import StateStore
@@ -29,7 +29,7 @@ AGENTS = 6
 WORKER = """apiVersion: hiclaw.io/v1beta1
 kind: Worker
 metadata:
-  name: agent-{i}
+  name: agent-{i}-{session}
 spec:
   model: qwen3.6-plus
   runtime: {runtime}
@@ -41,7 +41,8 @@ def site(docker_client: Any, images: Any, tmp_path: Path) -> Iterator[Path]:
     org = tmp_path / "org"
     org.mkdir()
     for i in range(AGENTS):
-        (org / f"agent-{i}.yaml").write_text(WORKER.format(i=i, runtime=("openclaw", "copaw", "hermes")[i % 3]))
+        runtime = ("openclaw", "copaw", "hermes")[i % 3]
+        (org / f"agent-{i}.yaml").write_text(WORKER.format(i=i, session=SESSION, runtime=runtime))
     settings = {
         "state_dir": str(tmp_path / "state"),
         "runtime": {"backend": "docker", "instance": INSTANCE, "network": NETWORK, "images": IMAGES,
@@ -85,7 +86,7 @@ def test_killed_apply_then_a_new_pass_converges_without_duplicates(
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     names = sorted(c["Names"][0].lstrip("/") for c in ours(docker_client))
-    assert names == [f"hiclaw-worker-agent-{i}" for i in range(AGENTS)]
+    assert names == [f"hiclaw-worker-agent-{i}-{SESSION}" for i in range(AGENTS)]
     assert all(c["State"] == "running" for c in ours(docker_client))
     assert len(docker_client.networks.list(names=[NETWORK])) == 1
     store = StateStore(site / "state")

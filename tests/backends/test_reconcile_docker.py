@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerharness import IMAGES, INSTANCE, NETWORK
+from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 
 from gitops import localstack
 from gitops.files import DirectorySource
@@ -42,7 +42,12 @@ class Site:
         self.backends = build_backends(self.settings, self.secrets)
 
     def declare(self, name: str, runtime: str = "openclaw", state: str = "Running") -> None:
-        (self.org / f"{name}.yaml").write_text(WORKER.format(name=name, runtime=runtime, state=state))
+        """Agent names carry this session's tag: container names are global to the engine."""
+        (self.org / f"{name}.yaml").write_text(WORKER.format(name=f"{name}-{SESSION}", runtime=runtime, state=state))
+
+    @staticmethod
+    def container(name: str) -> str:
+        return f"hiclaw-worker-{name}-{SESSION}"
 
     def reconcile(self) -> ReconcileResult:
         result = reconcile(DirectorySource(self.org), self.settings, store=self.store, secrets=self.secrets,
@@ -52,7 +57,7 @@ class Site:
 
     def containers(self) -> dict[str, str]:
         observed = next(iter(self.backends.values())).observe()
-        return {k.rsplit("/", 1)[1]: o.spec["state"] for k, o in observed.items()}
+        return {k.rsplit("/", 1)[1].removesuffix(f"-{SESSION}"): o.spec["state"] for k, o in observed.items()}
 
 
 @pytest.fixture
@@ -101,7 +106,7 @@ def test_runtime_switch_replaces_the_container_and_keeps_the_name(site: Site) ->
     result = site.reconcile()
     assert result.plan is not None
     assert [(c.key, c.action.value) for c in result.plan.changes if c.action.value != "noop"] == [
-        ("runtime/container/hiclaw-worker-bob", "replace")
+        (f"runtime/container/{site.container('bob')}", "replace")
     ]
     assert site.containers() == {"hiclaw-worker-bob": "Running"}
     assert changes(site.reconcile()) == NONE
@@ -110,7 +115,7 @@ def test_runtime_switch_replaces_the_container_and_keeps_the_name(site: Site) ->
 def test_an_agent_that_sleeps_on_its_own_is_not_fought(site: Site, docker_client: Any) -> None:
     site.declare("carol")
     site.reconcile()
-    docker_client.containers.get("hiclaw-worker-carol").stop(timeout=1)  # the agent's idle timeout
+    docker_client.containers.get(site.container("carol")).stop(timeout=1)  # the agent's idle timeout
     assert changes(site.reconcile()) == NONE
     assert site.containers() == {"hiclaw-worker-carol": "Sleeping"}
 
@@ -118,7 +123,7 @@ def test_an_agent_that_sleeps_on_its_own_is_not_fought(site: Site, docker_client
 def test_a_container_removed_behind_its_back_is_recreated(site: Site, docker_client: Any) -> None:
     site.declare("dave")
     site.reconcile()
-    docker_client.containers.get("hiclaw-worker-dave").remove(force=True)
+    docker_client.containers.get(site.container("dave")).remove(force=True)
     assert changes(site.reconcile())["create"] == 1
     assert site.containers() == {"hiclaw-worker-dave": "Running"}
 
