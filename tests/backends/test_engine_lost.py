@@ -139,7 +139,8 @@ def test_engine_lost_mid_pass_fails_honestly_and_the_next_pass_converges(
     assert first.run.failed, "the changes that met no engine must fail, not pass as done"
     assert all("docker" in s.message.lower() or "engine" in s.message.lower() for s in first.run.failed)
     existing = ours(docker_client)
-    assert 2 <= len(existing) < AGENTS
+    # one finished before the cut; a second one may have been created and, failing to start, removed again
+    assert 1 <= len(existing) < AGENTS
     store = StateStore(settings.state_dir)
     try:  # the inventory never claims a container the engine does not have
         assert {k.rsplit("/", 1)[1] for k in store.inventory()} <= set(existing)
