@@ -28,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -168,6 +168,7 @@ class ApplyOptions:
     run_id: str = ""
     stop: threading.Event | None = None  # set: start nothing new (a newer commit pre-empts the run)
     verify_attempts: int = 3
+    progress: Callable[[StepResult, int, int], None] | None = None  # (step, done, total) as each step ends
 
     def limit(self, provider: str) -> int:
         return max(1, int(self.concurrency.get(provider, self.default_concurrency)))
@@ -618,10 +619,12 @@ class _Executor:
         message = REDACTOR.redact(message) if message else message
         if change.key in self.tasks and change.key not in self.results:
             self.remaining[change.provider] -= 1
-        self.results[change.key] = StepResult(change.key, change.owner, change.action.value, status, message,
-                                              attempts, duration)
+        step = StepResult(change.key, change.owner, change.action.value, status, message, attempts, duration)
+        self.results[change.key] = step
         level = logging.WARNING if status in (Status.FAILED, Status.SKIPPED) else logging.INFO
         log.log(level, "%s %s: %s%s", change.action.value, change.key, status.value, f" ({message})" if message else "")
+        if self.options.progress is not None and change.key in self.tasks:
+            self.options.progress(step, len(self.results), len(self.tasks))
 
     # Verify ------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends.base import Backend
-from gitops.apply import ApplyOptions, PlanFileError, RunResult, Status, load_plan
+from gitops.apply import ApplyOptions, PlanFileError, RunResult, Status, StepResult, load_plan
 from gitops.commands._common import load_settings, org_root, report
 from gitops.files import DirectorySource
 from gitops.objects import Provider
@@ -113,7 +113,17 @@ def session(args: argparse.Namespace, settings: Settings, *, lock: bool = True) 
 
 
 def options(args: argparse.Namespace, settings: Settings) -> ApplyOptions:
-    return ApplyOptions.from_settings(settings, concurrency=args.concurrency, timeout=args.timeout)
+    progress = show_progress if sys.stderr.isatty() else None  # quiet in CI, a live count on a terminal
+    return ApplyOptions.from_settings(settings, concurrency=args.concurrency, timeout=args.timeout,
+                                      progress=progress)
+
+
+def show_progress(step: StepResult, done: int, total: int) -> None:
+    """One line per finished change on the terminal: `[ 3/12] created runtime/container/hiclaw-worker-x`."""
+    width = len(str(total))
+    note = f" ({step.message})" if step.message and step.status in (Status.FAILED, Status.SKIPPED) else ""
+    sys.stderr.write(f"[{done:>{width}}/{total}] {step.status.value} {step.key}{note}\n")
+    sys.stderr.flush()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -442,3 +442,17 @@ def test_an_object_using_an_agents_token_waits_for_the_account_that_produces_it(
     assert position(log, "end", user.key) < position(log, "start", config.key)
     assert storage.objects[config.key].resolved["accessToken"] == secrets.get("matrix/fe-dev/token")
     store.close()
+
+
+def test_progress_is_reported_once_per_change_as_it_ends(store: StateStore) -> None:
+    seen: list[tuple[str, str, int, int]] = []
+    desired = table(obj("runtime/container/a"), obj("runtime/container/b", deps=["runtime/container/a"]),
+                    obj("runtime/container/c"))
+    options = replace(FAST, progress=lambda step, done, total: seen.append((step.key, step.status.value, done, total)))
+    _, result = converge(desired, backends(runtime=MemoryBackend("runtime")), store, options=options)
+    assert result.ok
+    assert sorted(k for k, _, _, _ in seen) == sorted(desired)
+    assert [(done, total) for _, _, done, total in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert {status for _, status, _, _ in seen} == {"created"}
+    assert [k for k, _, _, _ in seen].index("runtime/container/a") < [k for k, _, _, _ in seen].index(
+        "runtime/container/b")
