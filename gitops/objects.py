@@ -162,7 +162,8 @@ class ManagedObject:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ManagedObject:
+    def from_dict(cls, data: Mapping[str, Any], hash: str = "") -> ManagedObject:
+        """From `to_dict()`; `hash` when the caller kept the spec's hash (it is computed otherwise)."""
         return cls(
             provider=Provider(data["provider"]),
             type=data["type"],
@@ -171,6 +172,7 @@ class ManagedObject:
             owner=data["owner"],
             depends_on=tuple(data.get("depends_on", ())),
             prune=bool(data.get("prune", True)),
+            hash=hash,
         )
 
 

@@ -89,8 +89,9 @@ class StateStore:
     # Inventory -----------------------------------------------------------------------------------------
 
     def inventory(self) -> dict[str, ManagedObject]:
-        rows = self._db.execute("SELECT object FROM inventory ORDER BY key").fetchall()
-        return {obj.key: obj for obj in (ManagedObject.from_dict(json.loads(r[0])) for r in rows)}
+        """Every recorded object, each with the hash recorded with it (its spec's hash: not computed again)."""
+        rows = self._db.execute("SELECT object, hash FROM inventory ORDER BY key").fetchall()
+        return {o.key: o for o in (ManagedObject.from_dict(json.loads(text), h) for text, h in rows)}
 
     def record(self, obj: ManagedObject, commit_id: str = "") -> None:
         """Remember that `obj` now exists as specified (after a verified create/update/replace)."""
