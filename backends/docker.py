@@ -66,6 +66,7 @@ import requests
 
 from backends.base import Observed, Outcome, PermanentError, Resolve, TransientError
 from gitops.objects import ManagedObject, Provider, canonical_json, make_key, spec_hash
+from gitops.observe import NEVER_STARTED
 from gitops.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 LABEL_MANAGED_BY = "hiclaw.io/managed-by"
 LABEL_SPEC_HASH = "hiclaw.io/spec-hash"
 LABEL_APPLIED = "hiclaw.io/applied-spec"
-NEVER_STARTED = "Created"  # observed state of a container declared Running that was never started
 INTERNAL_LABELS = frozenset({LABEL_SPEC_HASH, LABEL_APPLIED})
 
 RUNNING, SLEEPING, STOPPED = "Running", "Sleeping", "Stopped"

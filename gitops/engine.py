@@ -17,7 +17,7 @@ from gitops.files import FileSource
 from gitops.gcpause import paused_gc
 from gitops.load import LoadResult, ParseCache, load
 from gitops.objects import DesiredState, ManagedObject, Provider
-from gitops.plan import Action, Plan, make_plan
+from gitops.plan import Plan, make_plan
 from gitops.settings import PruneSettings, Settings
 from gitops.state import org_snapshot
 from gitops.validate import Validation, validate
@@ -141,7 +141,7 @@ def _plan(
     warnings = list(desired.notes) if not all_providers else []
     if guard["tripped"]:
         warnings.append("prune guard: " + "; ".join(guard["reasons"]) + " — apply refuses without --allow-mass-delete")
-    result = make_plan(
+    return make_plan(
         desired=desired.objects,
         current=current.objects,
         head=read.head,
@@ -156,13 +156,3 @@ def _plan(
         warnings=warnings,
         guard=guard,
     )
-    kept = [c.key for c in result.changes if c.action is Action.NOOP and c.reason.startswith("no longer declared")]
-    if kept:
-        result = _with_warning(result, f"{len(kept)} object(s) no longer declared are kept: prune disabled")
-    return result
-
-
-def _with_warning(p: Plan, warning: str) -> Plan:
-    from dataclasses import replace
-
-    return replace(p, warnings=(*p.warnings, warning))

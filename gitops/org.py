@@ -53,10 +53,6 @@ class Agent:
     path: tuple[str | int, ...]
     team: str | None = None
 
-    @property
-    def team_resource(self) -> str | None:
-        return self.team
-
 
 @dataclass(frozen=True, slots=True)
 class Org:

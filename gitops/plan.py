@@ -141,6 +141,11 @@ class Plan:
     def counts(self) -> dict[str, int]:
         return {a.value: self.count(a) for a in Action if a is not Action.NOOP}
 
+    @property
+    def unchanged_total(self) -> int:
+        """Objects already as desired: the count carried over from a saved plan plus the no-op changes held."""
+        return self.unchanged + self.count(Action.NOOP)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
@@ -158,7 +163,7 @@ class Plan:
             "warnings": list(self.warnings),
             "guard": dict(self.guard),
             "changes": [c.to_dict() for c in self.changes if c.action is not Action.NOOP],
-            "unchanged": self.unchanged + sum(1 for c in self.changes if c.action is Action.NOOP),
+            "unchanged": self.unchanged_total,
         }
 
     @classmethod
@@ -426,6 +431,9 @@ def make_plan(
     """Compare desired with current and assemble the plan. Pure."""
     enabled = {p.value for p in providers}
     changes = diff_objects(desired, current)
+    kept = sum(1 for key, obj in current.items() if key not in desired and not obj.prune)
+    if kept:
+        warnings = [*warnings, f"{kept} object(s) no longer declared are kept: prune disabled"]
     provider_state = {
         p.value: "enabled" if p.value in enabled else f"disabled: {disabled_notes.get(p.value, 'not configured')}"
         for p in Provider

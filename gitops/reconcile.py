@@ -370,7 +370,7 @@ def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
     if plan is not None:
         summary = {
             "counts": plan.counts(),
-            "unchanged": plan.to_dict()["unchanged"],
+            "unchanged": plan.unchanged_total,
             "summaries": [s.to_dict() for s in plan.summaries],
             "warnings": list(plan.warnings),
         }

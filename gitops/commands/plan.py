@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if not base_read.ok:
             print(f"hiclaw-gitops: note: the base {args.base} has validation errors; its valid part is compared",
                   file=sys.stderr)
-        current = engine.baseline_of(base_read, _offline(settings), kind)
+        current = engine.baseline_of(base_read, settings.with_all_providers(), kind)
     elif settings.providers:
         return _plan_live(args, settings, root)
     else:
@@ -112,9 +112,6 @@ def _emit(args: argparse.Namespace, result: Plan) -> int:
         return 2
     return 0
 
-
-def _offline(settings: Settings) -> Settings:
-    return settings.with_all_providers()
 
 
 def render(data: dict[str, object], fmt: str, color: bool) -> str:
