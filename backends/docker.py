@@ -64,10 +64,10 @@ import docker
 import docker.errors
 import requests
 
-from backends.base import Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.apply.observe import NEVER_STARTED
 from gitops.objects import ManagedObject, Provider, canonical_json, make_key, spec_hash
-from gitops.observe import NEVER_STARTED
-from gitops.settings import RuntimeSettings
+from gitops.providers.protocol import Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.settings.model import RuntimeSettings
 
 log = logging.getLogger(__name__)
 

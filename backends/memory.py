@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from backends.base import Observed, Outcome, PermanentError, Resolve, TransientError
 from gitops.objects import ManagedObject, Provider
+from gitops.providers.protocol import Observed, Outcome, PermanentError, Resolve, TransientError
 
 LIE: Literal["lie"] = "lie"
 

@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend
 from backends.memory import MemoryBackend
 from bench.generate import generate
-from gitops.apply import ApplyOptions
-from gitops.files import DirectorySource
+from gitops.apply.executor import ApplyOptions
+from gitops.apply.secrets import SecretStore
+from gitops.apply.state import StateStore
 from gitops.objects import Provider
+from gitops.providers.protocol import Backend
 from gitops.reconcile import reconcile
-from gitops.secrets import SecretStore
-from gitops.settings import Settings
-from gitops.state import StateStore
+from gitops.settings.model import Settings
+from gitops.source.files import DirectorySource
 
 TARGET_SPEEDUP_AT_8 = 6.0
 

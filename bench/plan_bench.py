@@ -9,7 +9,7 @@ start-up and imports excluded, the same for libyaml and for plans). Medians of N
 - libyaml: read every YAML file and `yaml.load_all(..., Loader=yaml.CSafeLoader)` it.
 - baseline: what the last apply recorded — the same org compiled once, written to a state store (inventory,
   org snapshot, access report) before any measurement. Every plan process loads it with
-  `gitops.baseline.from_state` *before* its timer starts, so the plans below are no-change plans except the
+  `gitops.plan.baseline.from_state` *before* its timer starts, so the plans below are no-change plans except the
   incremental one.
 - cold: parse + validate + compile + plan against the baseline with nothing cached (no cache files, a fresh
   process, so no in-process memo helps).
@@ -82,11 +82,11 @@ class Pipeline:
     """The engine's plan path with its caches, as a command or the daemon would run it."""
 
     def __init__(self, org: Path, state: Path, cache_dir: Path | None) -> None:
-        from gitops import baseline as baselines
-        from gitops import engine  # imported here, before any timer: imports are not what is measured
-        from gitops.files import DirectorySource
-        from gitops.settings import Settings
-        from gitops.state import StateStore
+        from gitops import pipeline as engine  # imported here, before any timer: imports are not what is measured
+        from gitops.apply.state import StateStore
+        from gitops.plan import baseline as baselines
+        from gitops.settings.model import Settings
+        from gitops.source.files import DirectorySource
 
         self.engine = engine
         self.settings = Settings().with_all_providers()
@@ -98,7 +98,7 @@ class Pipeline:
 
     def open_caches(self) -> None:
         from gitops.compile import CompileCache
-        from gitops.load import ParseCache
+        from gitops.source.load import ParseCache
 
         if self.cache_dir is not None:
             self.parse_cache = ParseCache(self.cache_dir / "parse-cache.pickle")
@@ -159,11 +159,11 @@ def measure_plan(mode: str, org: Path, state: Path, cache_dir: Path) -> dict[str
 
 def prepare_baseline(org: Path, state: Path) -> dict[str, Any]:
     """Record what an apply of the org would have: every object in the inventory, plus the snapshots."""
-    from gitops import baseline as baselines
-    from gitops import engine
-    from gitops.files import DirectorySource
-    from gitops.settings import Settings
-    from gitops.state import StateStore, org_snapshot
+    from gitops import pipeline as engine
+    from gitops.apply.state import StateStore, org_snapshot
+    from gitops.plan import baseline as baselines
+    from gitops.settings.model import Settings
+    from gitops.source.files import DirectorySource
 
     read = engine.read_org(DirectorySource(org))
     desired = engine.desired_state(read, Settings().with_all_providers())

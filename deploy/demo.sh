@@ -10,4 +10,4 @@ if [ "$(id -u)" = 0 ]; then
 fi
 python3 -m venv .venv
 .venv/bin/pip install --quiet -e .
-exec .venv/bin/hiclaw-gitops demo "$@"
+exec .venv/bin/python -m deploy.demo "$@"

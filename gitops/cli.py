@@ -13,7 +13,7 @@ from types import ModuleType
 from gitops import __version__, commands
 
 # Commands in the order `--help` lists them; any other module in gitops.commands follows alphabetically.
-ORDER = ("validate", "plan", "apply", "run", "status", "history", "drift", "graph", "secrets", "demo")
+ORDER = ("validate", "plan", "apply", "run", "status", "history", "drift", "graph", "secrets")
 
 
 def _command_modules() -> list[ModuleType]:

@@ -192,7 +192,7 @@ class DesiredState:
 
     objects: Mapping[str, ManagedObject]
     providers: frozenset[Provider]
-    access: Any = None  # gitops.access.AccessReport
+    access: Any = None  # gitops.compile.access.AccessReport
     notes: tuple[str, ...] = field(default=())
 
     def by_provider(self, provider: Provider) -> list[ManagedObject]:

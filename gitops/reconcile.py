@@ -2,7 +2,7 @@
 
 The daemon (`run`), `apply` and `drift --heal` all call `reconcile`; `apply PLANFILE` calls `apply_saved`,
 which applies exactly a reviewed plan after checking it is still fresh. Backends are built from the
-settings through `backends.registry` (`build_backends`), never imported by name.
+settings through `gitops.providers.registry` (`build_backends`), never imported by name.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from backends import registry
-from backends.base import Backend, Resolve
-from gitops import baseline as baselines
-from gitops import engine
-from gitops.apply import ApplyOptions, RunResult, StalePlan, check_fresh, describe, execute
+from gitops import pipeline as engine
+from gitops.apply.executor import ApplyOptions, RunResult, StalePlan, check_fresh, describe, execute
+from gitops.apply.observe import LiveState, ObserveError, observe_live
+from gitops.apply.secrets import SecretStore
+from gitops.apply.state import StateStore, org_snapshot
 from gitops.compile.cache import CompileCache
 from gitops.diagnostics import Diagnostic, has_errors
-from gitops.files import FileSource
-from gitops.load import ParseCache
 from gitops.objects import DesiredState, ManagedObject, Provider, canonical_json
-from gitops.observe import LiveState, ObserveError, observe_live
-from gitops.plan import Action, Plan, fingerprint, redact
-from gitops.secrets import SecretStore
-from gitops.settings import Settings
-from gitops.state import StateStore, org_snapshot
-from gitops.status import Condition, PassResult, ResourceStatus, Result
+from gitops.plan import baseline as baselines
+from gitops.plan.model import Action, Plan, fingerprint, redact
+from gitops.providers import registry
+from gitops.providers.protocol import Backend, Resolve
+from gitops.settings.model import Settings
+from gitops.source.files import FileSource
+from gitops.source.load import ParseCache
+from gitops.status.model import Condition, PassResult, ResourceStatus, Result
 
 
 class BackendsUnavailable(Exception):

@@ -16,10 +16,10 @@ import pytest
 
 from gitops.cli import main
 from gitops.diagnostics import CODES, Diagnostic, Severity
-from gitops.files import DirectorySource
-from gitops.load import load
-from gitops.validate import Validation, validate
-from gitops.yamlparse import MAX_FILE_BYTES
+from gitops.source.files import DirectorySource
+from gitops.source.load import load
+from gitops.source.yamlparse import MAX_FILE_BYTES
+from gitops.validate.check import Validation, validate
 
 CORPUS = Path(__file__).parent / "bad_input"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())

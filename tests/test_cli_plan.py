@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gitops.cli import main
-from gitops.plan import Plan
+from gitops.plan.model import Plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example-org"
 

@@ -11,10 +11,10 @@ import fastjsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitops import schema
 from gitops.gcpause import paused_gc
 from gitops.objects import ManagedObject, Provider, canonical_json, pretty_json
-from gitops.plan import diff_specs
+from gitops.plan.model import diff_specs
+from gitops.validate import schema
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 KEYS = st.text() | st.integers()  # non-string keys: json.dumps converts them, pretty_json hands them over

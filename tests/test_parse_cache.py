@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gitops.files import DirectorySource
-from gitops.load import ParseCache, load
-from gitops.validate import validate
+from gitops.source.files import DirectorySource
+from gitops.source.load import ParseCache, load
+from gitops.validate.check import validate
 
 WORKER = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata: {{name: {name}}}\nspec:\n  model: {model}\n"
 

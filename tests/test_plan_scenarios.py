@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from gitops import engine
-from gitops.files import DirectorySource
-from gitops.plan import Action, Plan
-from gitops.settings import Settings
+from gitops import pipeline as engine
+from gitops.plan.model import Action, Plan
+from gitops.settings.model import Settings
+from gitops.source.files import DirectorySource
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example-org"
 D = "matrix-local.hiclaw.io:8080"

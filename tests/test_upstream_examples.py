@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from gitops.diagnostics import Diagnostic
-from gitops.files import DirectorySource
-from gitops.load import load
-from gitops.validate import Validation, validate
+from gitops.source.files import DirectorySource
+from gitops.source.load import load
+from gitops.validate.check import Validation, validate
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "shared/reference/upstream-examples"
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gitops.diagnostics import Diagnostic, has_errors, render_text
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -15,7 +15,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
     Raises SystemExit(1) after printing diagnostics when the settings file is invalid.
     """
-    from gitops import settings_file
+    from gitops.settings import load as settings_file
 
     settings, problems = settings_file.load_settings(args.settings, overrides=settings_file.Overrides.from_args(args))
     report(problems, color=False)

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.base import Backend
-from gitops.apply import ApplyOptions, PlanFileError, RunResult, Status, StepResult, load_plan
+from gitops.apply.executor import ApplyOptions, PlanFileError, RunResult, Status, StepResult, load_plan
+from gitops.apply.secrets import SecretError, SecretStore
+from gitops.apply.state import StateStore
 from gitops.commands._common import load_settings, org_root, report
-from gitops.files import DirectorySource
 from gitops.objects import Provider
-from gitops.plan import Plan
+from gitops.plan.model import Plan
+from gitops.providers.protocol import Backend
 from gitops.reconcile import (
     BackendsUnavailable,
     ReconcileResult,
@@ -24,9 +25,8 @@ from gitops.reconcile import (
     close_backends,
     reconcile,
 )
-from gitops.secrets import SecretError, SecretStore
-from gitops.settings import Settings
-from gitops.state import StateStore
+from gitops.settings.model import Settings
+from gitops.source.files import DirectorySource
 
 RESULT_SYMBOLS = {Status.CREATED: "+", Status.CONFIGURED: "~", Status.DELETED: "-", Status.FAILED: "!",
                   Status.SKIPPED: "·"}
@@ -81,7 +81,7 @@ def session(args: argparse.Namespace, settings: Settings, *, lock: bool = True) 
     state_dir = Path(args.state_dir or settings.state_dir)
     held = None
     if lock:
-        from gitops.loop import LockHeld, StateLock
+        from gitops.daemon.loop import LockHeld, StateLock
 
         held = StateLock(state_dir)
         try:

@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 
-from gitops.baseline import LAST_COMMIT
 from gitops.commands._common import load_settings, report
 from gitops.commands.apply import CommandError, finish, options, render_plan, session
-from gitops.files import DirectorySource
+from gitops.plan.baseline import LAST_COMMIT
 from gitops.reconcile import apply_saved, reconcile
+from gitops.source.files import DirectorySource
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -10,7 +10,7 @@ from pathlib import Path
 from gitops.diagnostics import has_errors, render_text
 from gitops.objects import DesiredState, Provider
 from gitops.org import Org
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 from gitops.views.mermaid import (
     ROLE_CLASS,
     VIEWS,
@@ -63,8 +63,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gitops.engine import desired_state, read_org
-    from gitops.files import DirectorySource
+    from gitops.pipeline import desired_state, read_org
+    from gitops.source.files import DirectorySource
 
     settings = _settings(args)
     root = Path(args.path or args.org_path or settings.source.path or ".")

@@ -8,8 +8,8 @@ import sys
 
 from gitops.commands._common import load_settings
 from gitops.commands.status import fail, status_reader, table
-from gitops.gitsource import GitSourceError
-from gitops.settings_file import SecretError
+from gitops.settings.load import SecretError
+from gitops.source.git import GitSourceError
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

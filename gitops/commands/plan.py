@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops.commands._common import load_settings, org_root, report
-from gitops.files import DirectorySource, FileSource
+from gitops.source.files import DirectorySource, FileSource
 
 if TYPE_CHECKING:
-    from gitops.plan import Plan
-    from gitops.settings import Settings
+    from gitops.plan.model import Plan
+    from gitops.settings.model import Settings
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -39,16 +39,16 @@ def base_source(base: str, head_root: Path) -> tuple[FileSource, str, str]:
     if Path(base).is_dir():
         src = DirectorySource(base)
         return src, "directory", ""
-    from gitops import gitsource
+    from gitops.source import git as gitsource
 
     source, commit = gitsource.ref_source(head_root, base)
     return source, "commit", commit
 
 
 def run(args: argparse.Namespace) -> int:
-    from gitops import baseline as baselines
-    from gitops import engine
-    from gitops.state import StateStore
+    from gitops import pipeline as engine
+    from gitops.apply.state import StateStore
+    from gitops.plan import baseline as baselines
 
     settings = load_settings(args)
     root = org_root(args, settings)
@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan_live(args: argparse.Namespace, settings: Settings, root: Path) -> int:
     """Plan against what the configured providers observe now (a dry run of apply)."""
+    from gitops.apply.state import StateStore
     from gitops.reconcile import BackendsUnavailable, build_backends, close_backends, reconcile
-    from gitops.state import StateStore
 
     try:
         backends = build_backends(settings, None)

@@ -10,9 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gitops.commands.status import fail as _fail
-from gitops.gitsource import GitAuth, GitSource, GitSourceError, SignatureVerifier
-from gitops.load import ParseCache
-from gitops.loop import (
+from gitops.daemon.loop import (
     Daemon,
     DirectoryPoller,
     GitPoller,
@@ -28,11 +26,13 @@ from gitops.loop import (
     event,
     watch_directory,
 )
-from gitops.metrics import Metrics
-from gitops.notify import EscalationTracker, notifier_from_settings
-from gitops.settings import Settings
-from gitops.settings_file import SecretError, SettingsError, optional_secret, settings_from_args
-from gitops.status import DirectoryStatusStore, GitStatusStore, StatusStore
+from gitops.daemon.metrics import Metrics
+from gitops.daemon.notify import EscalationTracker, notifier_from_settings
+from gitops.settings.load import SecretError, SettingsError, optional_secret, settings_from_args
+from gitops.settings.model import Settings
+from gitops.source.git import GitAuth, GitSource, GitSourceError, SignatureVerifier
+from gitops.source.load import ParseCache
+from gitops.status.model import DirectoryStatusStore, GitStatusStore, StatusStore
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

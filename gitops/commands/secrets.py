@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gitops.apply.secrets import SecretError, SecretStore
 from gitops.commands._common import load_settings
-from gitops.secrets import SecretError, SecretStore
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from gitops.commands._common import load_settings, report
 from gitops.diagnostics import Diagnostic
-from gitops.gitsource import GitAuth, GitSource, GitSourceError
-from gitops.settings import Settings
-from gitops.settings_file import SecretError
-from gitops.status import DirectoryStatusStore, GitStatusStore, StatusSnapshot
+from gitops.settings.load import SecretError
+from gitops.settings.model import Settings
+from gitops.source.git import GitAuth, GitSource, GitSourceError
+from gitops.status.model import DirectoryStatusStore, GitStatusStore, StatusSnapshot
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

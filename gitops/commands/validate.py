@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from gitops.diagnostics import render_github, render_json, render_text
-from gitops.files import DirectorySource
-from gitops.load import load
-from gitops.validate import validate
+from gitops.source.files import DirectorySource
+from gitops.source.load import load
+from gitops.validate.check import validate
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

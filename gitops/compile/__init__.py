@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from gitops.access import AccessReport
+from gitops.compile.access import AccessReport
 from gitops.compile.cache import CompileCache
 from gitops.compile.gateway import grant_objects
 from gitops.compile.humans import EMPTY, Reach, reach
@@ -30,7 +30,7 @@ from gitops.compile.units import (
 from gitops.gcpause import paused_gc
 from gitops.objects import DesiredState, ManagedObject, Provider
 from gitops.org import Org
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 
 __all__ = ["CompileCache", "compile_org", "notes", "unit_keys"]
 

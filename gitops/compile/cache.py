@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gitops.compile.units import UnitResult, code_digest
-from gitops.load import read_pickle, write_pickle
+from gitops.source.load import read_pickle, write_pickle
 
 CACHE_FORMAT = 1
 

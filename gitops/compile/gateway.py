@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from gitops.compile.identities import Chart, agent_model, consumer_name, gateway_key, managed
 from gitops.objects import ManagedObject, Provider, make_key
 from gitops.org import Agent
-from gitops.settings import GatewaySettings
+from gitops.settings.model import GatewaySettings
 
 
 def consumer_key(agent: Agent) -> str:

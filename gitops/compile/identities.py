@@ -13,7 +13,7 @@ from typing import Any
 
 from gitops.objects import ManagedObject, Provider, make_key, secret_ref
 from gitops.org import Agent, Org, Resource, Role, human_localpart, team_agents, team_runtime_name
-from gitops.settings import RuntimeSettings, Settings
+from gitops.settings.model import RuntimeSettings, Settings
 
 ORG = "org"  # owner of shared objects (bucket, shared prefixes, AI routes, MCP servers)
 DEFAULT_MODEL = "qwen3.6-plus"  # upstream HICLAW_DEFAULT_MODEL

@@ -33,7 +33,7 @@ from gitops.compile.identities import (
 from gitops.compile.storage import Stored, config_hash, storage_user_key, storage_users
 from gitops.objects import ManagedObject, Provider, make_key
 from gitops.org import Agent, Role
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 
 CONSOLE_PORT = 8088
 MANAGER_CONSOLE = {"container": 18799, "host": 18888, "host_ip": "127.0.0.1"}

@@ -36,7 +36,7 @@ from gitops.compile.identities import (
 )
 from gitops.objects import ManagedObject, Provider, make_key, pretty_json, spec_hash
 from gitops.org import Agent, Role
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 
 DEFAULT_HOMESERVER = "http://matrix-local.hiclaw.io:8080"
 JSON = "application/json"

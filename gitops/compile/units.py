@@ -37,7 +37,7 @@ from gitops.compile.runtime import agent_container
 from gitops.compile.storage import agent_files, file_objects, storage_identity, storage_users, stored, team_keep
 from gitops.objects import ManagedObject, Provider, canonical_json
 from gitops.org import Agent, Resource
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +220,7 @@ def code_digest() -> str:
     """The compiler's source: a changed compiler never reuses results cached by another version."""
     here = Path(__file__).resolve().parent
     root = here.parent
-    sources = sorted(here.glob("*.py")) + [root / n for n in ("objects.py", "org.py", "settings.py", "access.py")]
+    sources = sorted(here.glob("*.py")) + [root / n for n in ("objects.py", "org.py", "settings/model.py")]
     h = hashlib.sha256()
     for path in sources:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

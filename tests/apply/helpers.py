@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from backends.base import Backend
 from backends.memory import MemoryBackend
-from gitops.apply import ApplyOptions, RunResult, execute
-from gitops.engine import prune_guard
+from gitops.apply.executor import ApplyOptions, RunResult, execute
+from gitops.apply.observe import LiveState, observe_live
+from gitops.apply.secrets import SecretStore
+from gitops.apply.state import StateStore
 from gitops.objects import DesiredState, ManagedObject, Provider
-from gitops.observe import LiveState, observe_live
-from gitops.plan import Plan, make_plan
+from gitops.pipeline import prune_guard
+from gitops.plan.model import Plan, make_plan
+from gitops.providers.protocol import Backend
 from gitops.reconcile import settle_inventory
-from gitops.secrets import SecretStore
-from gitops.settings import PruneSettings
-from gitops.state import StateStore
+from gitops.settings.model import PruneSettings
 
 FAST = ApplyOptions(backoff=0.001, backoff_max=0.005, timeout=10.0)
 

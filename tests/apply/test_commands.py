@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from gitops import cli
-from gitops.files import DirectorySource
+from gitops.apply.secrets import KEY_ENV, SecretStore
+from gitops.apply.state import StateStore
 from gitops.objects import Provider
 from gitops.reconcile import build_backends, close_backends, reconcile
-from gitops.secrets import KEY_ENV, SecretStore
-from gitops.settings import RuntimeSettings, Settings
-from gitops.state import StateStore
+from gitops.settings.model import RuntimeSettings, Settings
+from gitops.source.files import DirectorySource
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example-org"
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from backends.base import Observed, Outcome, PermanentError, Resolve, TransientError
 from backends.memory import LIE, MemoryBackend, transient_then_ok
-from gitops.apply import ApplyOptions, Status, backoff_delay, classify, execute
+from gitops.apply.executor import ApplyOptions, Status, backoff_delay, classify, execute
+from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider, secret_ref
-from gitops.plan import make_plan
-from gitops.state import StateStore
+from gitops.plan.model import make_plan
+from gitops.providers.protocol import Observed, Outcome, PermanentError, Resolve, TransientError
 
 from .helpers import FAST, backends, converge, obj, plan_live, table
 
@@ -418,7 +418,7 @@ def test_run_result_to_dict_is_a_change_set(store: StateStore) -> None:
 
 
 def test_options_from_settings_take_each_providers_concurrency() -> None:
-    from gitops.settings import MatrixSettings, RuntimeSettings, Settings
+    from gitops.settings.model import MatrixSettings, RuntimeSettings, Settings
 
     settings = Settings(runtime=RuntimeSettings(concurrency=2), matrix=MatrixSettings(concurrency=7))
     options = ApplyOptions.from_settings(settings)
@@ -428,7 +428,7 @@ def test_options_from_settings_take_each_providers_concurrency() -> None:
 
 
 def test_an_object_using_an_agents_token_waits_for_the_account_that_produces_it(tmp_path: Path) -> None:
-    from gitops.secrets import SecretStore
+    from gitops.apply.secrets import SecretStore
 
     secrets = SecretStore(tmp_path / "secrets")
     store = StateStore(tmp_path / "state")

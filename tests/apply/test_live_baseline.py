@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import Observed, PermanentError
 from backends.memory import MemoryBackend
-from gitops.access import AccessReport, to_state
-from gitops.baseline import ACCESS_SNAPSHOT, LAST_COMMIT, ORG_SNAPSHOT
+from gitops.apply.observe import ObserveError, baseline_object, live, live_from, observe_live, spec_matches
+from gitops.apply.state import StateStore
+from gitops.compile.access import AccessReport, to_state
 from gitops.objects import ManagedObject, Provider
-from gitops.observe import ObserveError, baseline_object, live, live_from, observe_live, spec_matches
-from gitops.plan import Action, fingerprint
-from gitops.state import StateStore
+from gitops.plan.baseline import ACCESS_SNAPSHOT, LAST_COMMIT, ORG_SNAPSHOT
+from gitops.plan.model import Action, fingerprint
+from gitops.providers.protocol import Observed, PermanentError
 
 from .helpers import backends, obj, plan_live, table
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from backends.base import Backend
-from backends.conformance import ConformanceSuite, Harness, secret_resolver
 from backends.memory import MemoryBackend, Stored
 from gitops.objects import ManagedObject, Provider, secret_ref
+from gitops.providers.conformance import ConformanceSuite, Harness, secret_resolver
+from gitops.providers.protocol import Backend
 
 
 class MemoryHarness:

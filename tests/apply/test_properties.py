@@ -13,11 +13,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.base import Backend, TransientError
 from backends.memory import Crash, MemoryBackend, Stored
+from gitops.apply.secrets import SecretStore
+from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider
-from gitops.secrets import SecretStore
-from gitops.state import StateStore
+from gitops.providers.protocol import Backend, TransientError
 
 from .helpers import FAST, converge, obj, plan_live
 

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from backends import registry
-from backends.base import Backend
 from backends.memory import MemoryBackend
-from gitops.apply import load_plan
-from gitops.baseline import ACCESS_SNAPSHOT, LAST_COMMIT, ORG_SNAPSHOT
-from gitops.files import DirectorySource
+from gitops.apply.executor import load_plan
+from gitops.apply.secrets import KEY_ENV, SecretStore
+from gitops.apply.state import StateStore
 from gitops.objects import Provider
-from gitops.plan import Action, Plan
+from gitops.plan.baseline import ACCESS_SNAPSHOT, LAST_COMMIT, ORG_SNAPSHOT
+from gitops.plan.model import Action, Plan
+from gitops.providers import registry
+from gitops.providers.protocol import Backend
 from gitops.reconcile import BackendsUnavailable, apply_saved, build_backends, reconcile
-from gitops.secrets import KEY_ENV, SecretStore
-from gitops.settings import MatrixSettings, RuntimeSettings, Settings
-from gitops.state import StateStore
+from gitops.settings.model import MatrixSettings, RuntimeSettings, Settings
+from gitops.source.files import DirectorySource
 
 from .helpers import FAST
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from backends import registry
-from backends.base import Backend
 from backends.memory import MemoryBackend
 from gitops.objects import Provider
+from gitops.providers import registry
+from gitops.providers.protocol import Backend
 
 
 def test_builtin_names_are_known() -> None:

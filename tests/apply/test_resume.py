@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import Outcome
 from backends.memory import Crash, MemoryBackend
-from gitops.apply import Status, execute
-from gitops.observe import observe_live
-from gitops.state import StateStore
+from gitops.apply.executor import Status, execute
+from gitops.apply.observe import observe_live
+from gitops.apply.state import StateStore
+from gitops.providers.protocol import Outcome
 
 from .helpers import FAST, backends, converge, obj, plan_live, table
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import PermanentError
 from backends.memory import MemoryBackend
-from gitops.apply import Status
+from gitops.apply.executor import Status
+from gitops.apply.secrets import KEY_ENV, SecretError, SecretMissing, SecretStore
+from gitops.apply.state import StateStore
 from gitops.objects import secret_ref
-from gitops.secrets import KEY_ENV, SecretError, SecretMissing, SecretStore
-from gitops.state import StateStore
+from gitops.providers.protocol import PermanentError
 
 from .helpers import backends, converge, obj, table
 

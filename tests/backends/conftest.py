@@ -16,7 +16,7 @@ import docker
 import pytest
 from dockerharness import IMAGES, NETWORK, DockerEnv, remove_session_containers
 
-from gitops.localstack import StackError, build_stand_in, engine_answers, ensure_engine, image_exists
+from deploy.localstack import StackError, build_stand_in, engine_answers, ensure_engine, image_exists
 
 ENGINE_STATE = Path(tempfile.gettempdir()) / "hiclaw-gitops-test-engine"
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import docker.errors
 
-from backends.base import Resolve
-from backends.conformance import secret_resolver
 from backends.docker import LABEL_MANAGED_BY, DockerBackend
 from gitops.objects import ManagedObject, Provider, secret_ref
-from gitops.settings import RuntimeSettings
+from gitops.providers.conformance import secret_resolver
+from gitops.providers.protocol import Resolve
+from gitops.settings.model import RuntimeSettings
 
 SESSION = f"{os.getpid()}-{secrets.token_hex(3)}"
 INSTANCE = f"hiclaw-test-{SESSION}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dockerharness import DockerEnv
 
-from backends.conformance import ConformanceSuite
+from gitops.providers.conformance import ConformanceSuite
 
 
 class TestDockerConformance(ConformanceSuite):

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from dockerharness import INSTANCE, NETWORK
 
-from gitops import localstack
-from gitops.cli import main
-from gitops.commands import demo
+from deploy import demo, localstack
 
 EXAMPLE_ORG = Path(__file__).resolve().parents[2] / "example-org"
 
@@ -38,7 +36,7 @@ def isolated_demo(monkeypatch: Any, docker_client: Any) -> Any:
 
 def test_demo_converges_and_comes_down(isolated_demo: Any, tmp_path: Path, capsys: Any) -> None:
     state = tmp_path / "state"
-    assert main(["demo", "--state-dir", str(state), "--color", "never", str(EXAMPLE_ORG)]) == 0
+    assert demo.main(["--state-dir", str(state), "--color", "never", str(EXAMPLE_ORG)]) == 0
     out = capsys.readouterr().out
     first, second = out.split("== pass 2", 1)
     planned = re.search(r"Plan: (\d+) to create, 0 to update, 0 to delete\.", first)
@@ -50,6 +48,6 @@ def test_demo_converges_and_comes_down(isolated_demo: Any, tmp_path: Path, capsy
     running = isolated_demo.api.containers(filters={"label": [f"hiclaw.io/managed-by={INSTANCE}"]})
     assert len(running) == agents
 
-    assert main(["demo", "--down", "--state-dir", str(state)]) == 0
+    assert demo.main(["--down", "--state-dir", str(state)]) == 0
     assert isolated_demo.api.containers(all=True, filters={"label": [f"hiclaw.io/managed-by={INSTANCE}"]}) == []
     assert "removed network" in capsys.readouterr().out

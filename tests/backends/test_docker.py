@@ -12,10 +12,10 @@ import pytest
 import requests
 from dockerharness import DockerEnv
 
-from backends.base import Outcome, PermanentError, TransientError
 from backends.docker import LABEL_APPLIED, LABEL_MANAGED_BY, LABEL_SPEC_HASH, DockerBackend, classify
 from gitops.objects import ManagedObject, canonical_json
-from gitops.settings import RuntimeSettings
+from gitops.providers.protocol import Outcome, PermanentError, TransientError
+from gitops.settings.model import RuntimeSettings
 
 SECRET = "s3cr3t-value-for-"  # what the test resolver puts in front of every secret name
 

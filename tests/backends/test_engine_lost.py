@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 
-from gitops import localstack
-from gitops.apply import ApplyOptions
-from gitops.files import DirectorySource
+from deploy import localstack
+from gitops.apply.executor import ApplyOptions
+from gitops.apply.secrets import SecretStore
+from gitops.apply.state import StateStore
 from gitops.reconcile import ReconcileResult, build_backends, close_backends, reconcile
-from gitops.secrets import SecretStore
-from gitops.settings import RuntimeSettings, Settings
-from gitops.state import StateStore
+from gitops.settings.model import RuntimeSettings, Settings
+from gitops.source.files import DirectorySource
 
 ENGINE = "/var/run/docker.sock"
 AGENTS = 6

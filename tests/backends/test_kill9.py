@@ -22,8 +22,8 @@ import pytest
 import yaml
 from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 
-from gitops import localstack
-from gitops.state import StateStore
+from deploy import localstack
+from gitops.apply.state import StateStore
 
 AGENTS = 6
 WORKER = """apiVersion: hiclaw.io/v1beta1

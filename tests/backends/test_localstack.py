@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gitops import localstack
-from gitops.localstack import DockerEngine, StackError, build_stand_in, is_static_elf, write_settings
+from deploy import localstack
+from deploy.localstack import DockerEngine, StackError, build_stand_in, is_static_elf, write_settings
 
 
 def test_busybox_is_static_and_python_is_not() -> None:
@@ -70,7 +70,7 @@ def test_stop_leaves_an_engine_it_did_not_start(tmp_path: Path) -> None:
 
 
 def test_settings_file_selects_the_local_docker_runtime(tmp_path: Path) -> None:
-    from gitops import settings_file
+    from gitops.settings import load as settings_file
 
     path = write_settings(tmp_path / "state")
     settings, problems = settings_file.load_settings(path)

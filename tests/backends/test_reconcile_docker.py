@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 
-from gitops import localstack
-from gitops.files import DirectorySource
+from deploy import localstack
+from gitops.apply.secrets import SecretStore
+from gitops.apply.state import StateStore
 from gitops.reconcile import ReconcileResult, build_backends, close_backends, reconcile
-from gitops.secrets import SecretStore
-from gitops.settings import RuntimeSettings, Settings
-from gitops.state import StateStore
+from gitops.settings.model import RuntimeSettings, Settings
+from gitops.source.files import DirectorySource
 
 WORKER = """apiVersion: hiclaw.io/v1beta1
 kind: Worker

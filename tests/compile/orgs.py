@@ -9,7 +9,7 @@ from typing import Any
 from gitops.compile import compile_org
 from gitops.objects import DesiredState
 from gitops.org import Org, Resource
-from gitops.settings import MatrixSettings, Settings, StorageSettings
+from gitops.settings.model import MatrixSettings, Settings, StorageSettings
 
 D = "matrix-local.hiclaw.io:8080"
 BOT = "hiclaw-bot"  # a dedicated actor, so rule members and the actor stay distinguishable

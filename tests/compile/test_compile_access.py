@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gitops.access import DM, Access, AccessReport, diff
+from gitops.compile.access import DM, Access, AccessReport, diff
 
 from .orgs import BOT, D, compiled, human, manager, team, uid, worker
 

@@ -16,7 +16,7 @@ from gitops.compile import CompileCache, compile_org, unit_keys
 from gitops.compile.units import code_digest
 from gitops.objects import DesiredState
 from gitops.org import Resource
-from gitops.settings import MatrixSettings, Settings, SourceSettings
+from gitops.settings.model import MatrixSettings, Settings, SourceSettings
 
 from .orgs import ALL, human, manager, member, org, team, worker
 from .test_compile_properties import SETTINGS, orgs

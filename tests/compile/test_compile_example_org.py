@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gitops.compile import compile_org
-from gitops.files import DirectorySource
-from gitops.load import load
-from gitops.validate import validate
+from gitops.source.files import DirectorySource
+from gitops.source.load import load
+from gitops.validate.check import validate
 
 from .orgs import ALL, allowed, members, power
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gitops.settings import GatewaySettings, Route
+from gitops.settings.model import GatewaySettings, Route
 
 from .orgs import ALL, compiled, keys, manager, member, spec, team, worker
 

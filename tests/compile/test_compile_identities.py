@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gitops.objects import Provider
-from gitops.settings import MatrixSettings
+from gitops.settings.model import MatrixSettings
 
 from .orgs import ALL, compiled, human, keys, manager, member, members, spec, team, uid, worker
 

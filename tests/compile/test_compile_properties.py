@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitops.access import diff
 from gitops.compile import compile_org
+from gitops.compile.access import diff
 from gitops.org import Resource
-from gitops.settings import Settings
+from gitops.settings.model import Settings
 
 from .orgs import ADMIN_API, ALL, human, manager, member, org, team, worker
 

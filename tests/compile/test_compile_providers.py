@@ -9,7 +9,7 @@ import pytest
 
 from gitops.compile import compile_org
 from gitops.objects import Provider
-from gitops.settings import Settings, StorageSettings
+from gitops.settings.model import Settings, StorageSettings
 
 from .orgs import ALL, compiled, human, manager, org, team, worker
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from gitops.objects import DesiredState
-from gitops.settings import MatrixSettings
+from gitops.settings.model import MatrixSettings
 
 from .orgs import ACME, ALL, BOT, D, compiled, human, manager, member, members, power, spec, team, uid, worker
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gitops.org import Resource
-from gitops.settings import RuntimeSettings, Settings
+from gitops.settings.model import RuntimeSettings, Settings
 
 from .orgs import ADMIN_API, ALL, compiled, keys, manager, member, spec, team, worker
 

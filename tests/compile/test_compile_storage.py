@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from gitops.settings import GatewaySettings, MatrixSettings
+from gitops.settings.model import GatewaySettings, MatrixSettings
 
 from .orgs import ADMIN_API, ALL, compiled, file, keys, manager, member, openclaw, spec, team, uid, worker
 

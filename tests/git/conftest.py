@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.settings_file import REDACTOR
+from gitops.settings.load import REDACTOR
 
 from .gitutil import GitDaemon, OrgRepo
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gitops.gitsource import GitSource, SignatureVerifier
-from gitops.loop import GitPoller, LoopState, Pass, Reconciler, default_pass
-from gitops.metrics import Metrics
-from gitops.notify import EscalationTracker, Message
-from gitops.settings import Settings, SourceSettings, StatusSettings
-from gitops.status import GitStatusStore
+from gitops.daemon.loop import GitPoller, LoopState, Pass, Reconciler, default_pass
+from gitops.daemon.metrics import Metrics
+from gitops.daemon.notify import EscalationTracker, Message
+from gitops.settings.model import Settings, SourceSettings, StatusSettings
+from gitops.source.git import GitSource, SignatureVerifier
+from gitops.status.model import GitStatusStore
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from gitops.loop import PollOutcome
-from gitops.settings import DriftSettings, RuntimeSettings
+from gitops.daemon.loop import PollOutcome
+from gitops.settings.model import DriftSettings, RuntimeSettings
 
 from .gitutil import OrgRepo, worker
 from .harness import make_poller, settings_for

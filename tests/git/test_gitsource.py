@@ -12,9 +12,9 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from gitops.gitsource import Ancestry, GitAuth, GitSource, GitSourceError
-from gitops.load import load
-from gitops.validate import validate
+from gitops.source.git import Ancestry, GitAuth, GitSource, GitSourceError
+from gitops.source.load import load
+from gitops.validate.check import validate
 
 from .gitutil import GitDaemon, OrgRepo, free_port, git, human, worker
 

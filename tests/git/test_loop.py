@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitops.files import FileSource
-from gitops.loop import (
+from gitops.daemon.loop import (
     Daemon,
     DirectoryPoller,
     LockHeld,
@@ -27,11 +26,12 @@ from gitops.loop import (
     next_wait,
     watch_directory,
 )
-from gitops.metrics import Metrics
-from gitops.notify import EscalationTracker
-from gitops.settings import NotifySettings, Settings, StatusSettings
-from gitops.settings_file import REDACTOR
-from gitops.status import DirectoryStatusStore, PassResult, ResourceStatus, Result
+from gitops.daemon.metrics import Metrics
+from gitops.daemon.notify import EscalationTracker
+from gitops.settings.load import REDACTOR
+from gitops.settings.model import NotifySettings, Settings, StatusSettings
+from gitops.source.files import FileSource
+from gitops.status.model import DirectoryStatusStore, PassResult, ResourceStatus, Result
 
 from .gitutil import INVALID_WORKER, GitDaemon, OrgRepo, wait_for, worker
 from .harness import ListNotifier, make_poller, settings_for

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from gitops.cli import main
-from gitops.loop import Health, HttpServer
-from gitops.metrics import Metrics
+from gitops.daemon.loop import Health, HttpServer
+from gitops.daemon.metrics import Metrics
 
 from .gitutil import INVALID_WORKER, OrgRepo, free_port, git, wait_for, worker
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gitops import settings as settings_mod
 from gitops.diagnostics import render_text
 from gitops.objects import Provider
-from gitops.settings_file import (
+from gitops.settings import model as settings_mod
+from gitops.settings.load import (
     REDACTOR,
     Overrides,
     SecretError,

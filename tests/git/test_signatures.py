@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitops.gitsource import GitSource, SignatureVerifier
-from gitops.loop import PollOutcome
+from gitops.daemon.loop import PollOutcome
+from gitops.source.git import GitSource, SignatureVerifier
 
 from .gitutil import OrgRepo, worker
 from .harness import make_poller, settings_for

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from gitops.diagnostics import diag
-from gitops.gitsource import GitSource, GitSourceError
-from gitops.settings import StatusSettings
-from gitops.settings_file import REDACTOR
-from gitops.status import (
+from gitops.settings.load import REDACTOR
+from gitops.settings.model import StatusSettings
+from gitops.source.git import GitSource, GitSourceError
+from gitops.status.model import (
     Condition,
     GitStatusStore,
     PassResult,

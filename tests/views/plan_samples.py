@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gitops.objects import ManagedObject, Provider
-from gitops.plan import Plan, make_plan
+from gitops.plan.model import Plan, make_plan
 
 D = "hiclaw.test"
 ALL = (Provider.RUNTIME, Provider.MATRIX, Provider.STORAGE, Provider.GATEWAY)

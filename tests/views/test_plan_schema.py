@@ -13,11 +13,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from plan_samples import huge, no_changes, sample
 
-from gitops import baseline
-from gitops.engine import baseline_of, plan, read_org
-from gitops.files import DirectorySource
-from gitops.plan import Action, Plan
-from gitops.settings import Settings
+from gitops.pipeline import baseline_of, plan, read_org
+from gitops.plan import baseline
+from gitops.plan.model import Action, Plan
+from gitops.settings.model import Settings
+from gitops.source.files import DirectorySource
 
 ROOT = Path(__file__).parent.parent.parent
 SCHEMA = ROOT / "schemas" / "plan.schema.json"

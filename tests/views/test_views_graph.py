@@ -10,9 +10,9 @@ import pytest
 
 from gitops.cli import main
 from gitops.commands.graph import dot, org_topology
-from gitops.engine import desired_state, read_org
-from gitops.files import DirectorySource
-from gitops.settings import MatrixSettings, Settings
+from gitops.pipeline import desired_state, read_org
+from gitops.settings.model import MatrixSettings, Settings
+from gitops.source.files import DirectorySource
 from gitops.views.mermaid import Person, Room, Topology, short_names, topology
 
 Golden = Callable[[str, str], None]

@@ -3,7 +3,7 @@
 Today: the Docker engine (Debian's `docker.io`; started here as root when its socket does not answer) and the
 stand-in agent images, built locally `FROM scratch` around a static busybox (no image registry is reachable,
 and none is needed). Matrix (Synapse) and S3 join later as further components in the same list.
-`hiclaw-gitops demo` brings the stack up, and the Docker tests use `DockerEngine.ensure()` when no engine
+`deploy/demo.sh` brings the stack up, and the Docker tests use `DockerEngine.ensure()` when no engine
 answers. Nothing here sends traffic anywhere but the engine's local socket.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from gitops.settings import DEFAULT_IMAGES
+from gitops.settings.model import DEFAULT_IMAGES
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_STATE_DIR = ".hiclaw-local"
@@ -300,7 +300,7 @@ def settings_document(state_dir: Path) -> dict[str, Any]:
 def write_settings(state_dir: Path) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "settings.yaml"
-    text = "# Written by the local stack (hiclaw-gitops demo): reconcile onto the local Docker engine.\n"
+    text = "# Written by the local stack (deploy/demo.sh): reconcile onto the local Docker engine.\n"
     path.write_text(text + yaml.safe_dump(settings_document(state_dir), sort_keys=False), encoding="utf-8")
     return path
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gitops.settings_file import REDACTOR
+from gitops.settings.load import REDACTOR
 
 log = logging.getLogger("hiclaw_gitops.notify")
 

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.base import Backend, Observed
-from gitops import baseline as baselines
-from gitops.baseline import LAST_COMMIT, Baseline
+from gitops.apply.state import StateStore
 from gitops.objects import SECRET_PREFIX, ManagedObject, Provider
-from gitops.state import StateStore
+from gitops.plan import baseline as baselines
+from gitops.plan.baseline import LAST_COMMIT, Baseline
+from gitops.providers.protocol import Backend, Observed
 
 # Container fields the agent itself may change (sleep / wake) without it being drift, unless enforced.
 STATE_FIELD = "state"

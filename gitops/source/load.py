@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from gitops.diagnostics import Diagnostic
-from gitops.files import FileSource, SourceFile
 from gitops.gcpause import paused_gc
-from gitops.yamlparse import MAX_FILE_BYTES, Locator, ParsedDocument, decode, parse
+from gitops.source.files import FileSource, SourceFile
+from gitops.source.yamlparse import MAX_FILE_BYTES, Locator, ParsedDocument, decode, parse
 
 CACHE_FORMAT = 2
 

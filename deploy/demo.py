@@ -1,4 +1,4 @@
-"""`hiclaw-gitops demo`: bring up the embedded local stack and reconcile the example org onto it, twice.
+"""The demo (`bash deploy/demo.sh`): bring up the embedded local stack and reconcile the example org onto it, twice.
 
 The first pass shows the plan, applies it and verifies; the second must plan `No changes.` — the product's
 promise that a pass with no new commit changes nothing. `--down` removes the demo's containers and network
@@ -8,20 +8,20 @@ promise that a pass with no new commit changes nothing. `--down` removes the dem
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from gitops.localstack import DEFAULT_STATE_DIR, LOCAL_INSTANCE, LOCAL_NETWORK, LocalStack, StackError
+from deploy.localstack import DEFAULT_STATE_DIR, LOCAL_INSTANCE, LOCAL_NETWORK, LocalStack, StackError
 
 EXAMPLE_ORG = "example-org"
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "demo",
-        parents=[common],
-        help="reconcile the example org onto a local Docker engine (started and stocked as needed)",
+def main(argv: list[str] | None = None) -> int:
+    """`python -m deploy.demo [PATH] [--down] [--state-dir DIR] [--color WHEN]` (what deploy/demo.sh runs)."""
+    p = argparse.ArgumentParser(
+        prog="deploy/demo.sh",
         description="Start the local stack — the Docker engine (`dockerd`, as root, when its socket does not "
         "answer) and stand-in agent images built FROM scratch — write a settings file into the state directory "
         f"(default {DEFAULT_STATE_DIR}), then reconcile PATH (default ./{EXAMPLE_ORG}): show the plan, apply "
@@ -30,7 +30,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("path", nargs="?", default=None, help=f"org directory (default: ./{EXAMPLE_ORG})")
     p.add_argument("--down", action="store_true",
                    help="remove the demo's containers and network instead (and stop a dockerd the demo started)")
-    p.set_defaults(func=run)
+    p.add_argument("--state-dir", metavar="DIR", help=f"state directory (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour (default: auto)")
+    args = p.parse_args(argv)
+    args.color = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    )
+    return run(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
     stack = LocalStack.default(state_dir)
     if args.down:
         return down(stack)
-    if args.settings:
-        print(f"hiclaw-gitops: note: the demo writes and uses its own settings; --settings {args.settings} is ignored",
-              file=sys.stderr)
-    org = Path(args.path or args.org_path or EXAMPLE_ORG)
+    org = Path(args.path or EXAMPLE_ORG)
     if not org.is_dir():
         print(f"hiclaw-gitops: {org}: not a directory (run the demo from the project root, or pass PATH)",
               file=sys.stderr)
@@ -59,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"hiclaw-gitops: the stack is up, but this build cannot reconcile yet: {exc} "
               "(the demo needs gitops.reconcile.reconcile and the apply command)", file=sys.stderr)
         return 1
-    from gitops.files import DirectorySource
-    from gitops.localstack import settings_document
-    from gitops.settings import from_mapping
+    from deploy.localstack import settings_document
+    from gitops.settings.model import from_mapping
+    from gitops.source.files import DirectorySource
 
     settings = from_mapping(settings_document(state_dir))
     session_args = argparse.Namespace(path=str(org), org_path=None, state_dir=str(state_dir))
@@ -85,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
             return 1
     print(f"\nThe example org runs on the local engine (containers labelled hiclaw.io/managed-by={LOCAL_INSTANCE}).")
     print(f"Inspect: docker ps --filter label=hiclaw.io/managed-by={LOCAL_INSTANCE}")
-    print(f"Remove:  hiclaw-gitops demo --down --state-dir {state_dir}")
+    print(f"Remove:  bash deploy/demo.sh --down --state-dir {state_dir}")
     return 0
 
 
 def down(stack: LocalStack) -> int:
-    from gitops.localstack import engine_answers, remove_instance
+    from deploy.localstack import engine_answers, remove_instance
 
     if engine_answers():
         for what in remove_instance(LOCAL_INSTANCE, LOCAL_NETWORK):
@@ -99,3 +102,7 @@ def down(stack: LocalStack) -> int:
         print("stack: no Docker engine answers; nothing to remove")
     stack.down(say=lambda line: print(f"stack: {line}"))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

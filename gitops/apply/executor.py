@@ -34,14 +34,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.apply.observe import STATE_FIELD, absent_by_design, is_container, spec_matches, state_enforced
+from gitops.apply.secrets import producer
+from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider, secret_refs
-from gitops.observe import STATE_FIELD, absent_by_design, is_container, spec_matches, state_enforced
-from gitops.plan import Action, Change, Plan
-from gitops.secrets import producer
-from gitops.settings import Settings
-from gitops.settings_file import REDACTOR
-from gitops.state import StateStore
+from gitops.plan.model import Action, Change, Plan
+from gitops.providers.protocol import Backend, Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.settings.load import REDACTOR
+from gitops.settings.model import Settings
 
 log = logging.getLogger("hiclaw_gitops.apply")
 log.addHandler(logging.NullHandler())  # a command prints the change set itself; a daemon configures handlers

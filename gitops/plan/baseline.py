@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitops import access as access_report
-from gitops.access import AccessReport
+from gitops.apply.state import StateStore
+from gitops.compile import access as access_report
+from gitops.compile.access import AccessReport
 from gitops.objects import ManagedObject
-from gitops.state import StateStore
 
 ORG_SNAPSHOT = "org_snapshot"
 ACCESS_SNAPSHOT = "access_snapshot"

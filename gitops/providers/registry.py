@@ -22,7 +22,7 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any
 
-from backends.base import Backend
+from gitops.providers.protocol import Backend
 
 ENTRY_POINT_GROUP = "hiclaw_gitops.backends"
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gitops import schema as schema_mod
 from gitops.diagnostics import Diagnostic, diag, has_errors
-from gitops.settings import Settings, from_mapping
-from gitops.yamlparse import Locator, parse
+from gitops.settings.model import Settings, from_mapping
+from gitops.source.yamlparse import Locator, parse
+from gitops.validate import schema as schema_mod
 
 ENV_PREFIX = "HICLAW_GITOPS_"
 PROVIDER_ENDPOINTS = {"matrix": "url", "storage": "endpoint", "gateway": "console_url"}

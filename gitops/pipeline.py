@@ -10,17 +10,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gitops import access
-from gitops import baseline as baselines
-from gitops.compile import CompileCache, compile_org
-from gitops.files import FileSource
+from gitops.apply.state import org_snapshot
+from gitops.compile import CompileCache, access, compile_org
 from gitops.gcpause import paused_gc
-from gitops.load import LoadResult, ParseCache, load
 from gitops.objects import DesiredState, ManagedObject, Provider
-from gitops.plan import Plan, make_plan
-from gitops.settings import PruneSettings, Settings
-from gitops.state import org_snapshot
-from gitops.validate import Validation, validate
+from gitops.plan import baseline as baselines
+from gitops.plan.model import Plan, make_plan
+from gitops.settings.model import PruneSettings, Settings
+from gitops.source.files import FileSource
+from gitops.source.load import LoadResult, ParseCache, load
+from gitops.validate.check import Validation, validate
 
 
 @dataclass(frozen=True, slots=True)

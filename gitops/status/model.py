@@ -24,7 +24,9 @@ from pygit2.enums import FileMode
 
 from gitops import KINDS
 from gitops.diagnostics import Diagnostic, Severity, counts, diag, sort_key
-from gitops.gitsource import (
+from gitops.settings.load import REDACTOR
+from gitops.settings.model import StatusSettings
+from gitops.source.git import (
     RECONCILED_TRAILER,
     STATUS_TRAILER,
     GitSource,
@@ -33,8 +35,6 @@ from gitops.gitsource import (
     error_diagnostic,
     is_status_commit,
 )
-from gitops.settings import StatusSettings
-from gitops.settings_file import REDACTOR
 
 RESULT_TRAILER = "Hiclaw-Gitops-Result"
 SUMMARY_FILE = "summary.yaml"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops.objects import SECRET_PREFIX
-from gitops.settings_file import REDACTOR
+from gitops.settings.load import REDACTOR
 
 KEY_ENV = "HICLAW_GITOPS_SECRET_KEY"
 REFERENCE = re.compile(re.escape(SECRET_PREFIX) + r"([\w/.\-]+)")  # the characters objects.secret_refs accepts

@@ -11,7 +11,7 @@ from typing import Any
 
 from gitops.diagnostics import Diagnostic, diag
 from gitops.org import Agent, Org, Resource, Role, human_localpart
-from gitops.schema import json_path
+from gitops.validate.schema import json_path
 
 MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
 BARE = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -31,15 +31,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from gitops.daemon.metrics import CONTENT_TYPE, Metrics
+from gitops.daemon.notify import EscalationTracker, Failure
 from gitops.diagnostics import Diagnostic, counts, diag
-from gitops.files import DirectorySource, FileSource, is_yaml
-from gitops.gitsource import Ancestry, GitSource, GitSourceError, SignatureVerifier
-from gitops.load import ParseCache, load
-from gitops.metrics import CONTENT_TYPE, Metrics
-from gitops.notify import EscalationTracker, Failure
-from gitops.settings import Settings
-from gitops.settings_file import REDACTOR
-from gitops.status import (
+from gitops.settings.load import REDACTOR
+from gitops.settings.model import Settings
+from gitops.source.files import DirectorySource, FileSource, is_yaml
+from gitops.source.git import Ancestry, GitSource, GitSourceError, SignatureVerifier
+from gitops.source.load import ParseCache, load
+from gitops.status.model import (
     Condition,
     GitStatusStore,
     PassResult,
@@ -53,7 +53,7 @@ from gitops.status import (
     merge,
     now_iso,
 )
-from gitops.validate import validate
+from gitops.validate.check import validate
 
 log = logging.getLogger("hiclaw_gitops")
 

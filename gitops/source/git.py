@@ -1,7 +1,7 @@
 """Git source: one branch of a remote fetched into a bare cache repository, read straight from commit trees.
 
 No working tree is ever checked out: org files are read from blobs (their ids are git's own, so the parse
-cache is shared with directory sources), status commits are built in memory (`gitops.status`). libgit2
+cache is shared with directory sources), status commits are built in memory (`gitops.status.model`). libgit2
 objects are not thread-safe, so a `GitSource` belongs to the thread that created it.
 """
 
@@ -23,9 +23,9 @@ import pygit2
 from pygit2.enums import CredentialType, FileMode
 
 from gitops.diagnostics import Diagnostic, diag
-from gitops.files import IGNORE_FILE, SourceFile, ignore_spec, is_yaml
-from gitops.settings import SourceSettings
-from gitops.settings_file import REDACTOR, is_local_path, optional_secret, redact_url
+from gitops.settings.load import REDACTOR, is_local_path, optional_secret, redact_url
+from gitops.settings.model import SourceSettings
+from gitops.source.files import IGNORE_FILE, SourceFile, ignore_spec, is_yaml
 
 MAX_LINK_HOPS = 40
 STATUS_TRAILER = "Hiclaw-Gitops-Status"

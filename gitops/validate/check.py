@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gitops import ANNOTATION_PREFIX, API_VERSION, KINDS, rules, schema
+from gitops import ANNOTATION_PREFIX, API_VERSION, KINDS
 from gitops.diagnostics import Diagnostic, diag, has_errors, sort_key
-from gitops.load import LoadResult, ParseCache
 from gitops.org import Org, Resource
-from gitops.yamlparse import Locator, ParsedDocument
+from gitops.source.load import LoadResult, ParseCache
+from gitops.source.yamlparse import Locator, ParsedDocument
+from gitops.validate import rules, schema
 
 # Annotations this reconciler understands, with the values each accepts (None: any value, checked elsewhere).
 ANNOTATIONS: dict[str, tuple[str, ...] | None] = {

@@ -224,7 +224,7 @@ _SECTIONS: dict[str, type] = {
 
 
 def from_mapping(data: Mapping[str, Any]) -> Settings:
-    """Build settings from an already-validated mapping (see gitops.settings_file for the file loader)."""
+    """Build settings from an already-validated mapping (see gitops.settings.load for the file loader)."""
     kwargs: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         if name not in data:

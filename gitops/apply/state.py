@@ -2,7 +2,7 @@
 
 The inventory is the only list prune trusts: an object is deleted only if this reconciler recorded it.
 The journal records each apply step before and after it runs, so a killed run is resumed by the next.
-The file is created with mode 0600; it holds no secret values (see gitops.secrets for those).
+The file is created with mode 0600; it holds no secret values (see gitops.apply.secrets for those).
 """
 
 from __future__ import annotations

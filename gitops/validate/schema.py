@@ -44,8 +44,8 @@ _SPECIAL_UNKNOWN = {
 
 def schema_dir() -> Path:
     """Where the kind schemas live: inside the installed package, or the repository's schemas/."""
-    packaged = Path(__file__).parent / "_schemas"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "schemas"
+    packaged = Path(__file__).resolve().parents[1] / "_schemas"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache

@@ -2,7 +2,7 @@
 
 Every adapter to the outside world (docker, kubernetes, matrix, storage, gateway, and the in-memory
 reference backend) implements `Backend`. The core (`gitops/`) never imports an adapter module directly:
-it asks `backends.registry` for one by name.
+it asks `gitops.providers.registry` for one by name.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from backends.base import Backend, Observed, Outcome, PermanentError, Resolve
 from gitops.objects import ManagedObject
+from gitops.providers.protocol import Backend, Observed, Outcome, PermanentError, Resolve
 
 
 class Harness(Protocol):

@@ -1,0 +1,1 @@
+"""The daemon: poll loop, webhook and health HTTP, lock, logs, metrics, escalation."""

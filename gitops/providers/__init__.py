@@ -1,0 +1,1 @@
+"""Providers: the backend protocol, traits, the registry and the wiring from settings."""

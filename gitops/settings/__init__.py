@@ -1,0 +1,1 @@
+"""Settings: the model, and loading it from a file plus environment and flags."""

@@ -1,0 +1,1 @@
+"""Status: per-resource results of each run, written back to git and read back."""

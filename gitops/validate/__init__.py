@@ -1,0 +1,1 @@
+"""Validate: JSON Schema and the org rules, every problem at once as located diagnostics."""
