@@ -22,7 +22,7 @@ Docker labels cannot change after creation, but the container's status can. So:
     its recorded hash changing. A declared state change in git for such an agent re-creates its container
     in the new state — the only way to record the new declared state on an immutable label. Agents keep no
     state in their container (config and memory live in object storage), so this costs one restart.
-  - Any other change — image, env, runtime, ports, labels, network, restart policy, and `config_hash` (the
+  - Any other change — image, env, runtime, ports, labels, and `config_hash` (the
     agent's files: soul, skills, allow-lists) — re-creates the container under the same name with the same
     identity env: a config-only change restarts the agent, and a runtime switch keeps its Matrix account,
     storage and gateway consumer, which hang off the name.
@@ -64,9 +64,18 @@ import docker
 import docker.errors
 import requests
 
-from gitops.apply.observe import NEVER_STARTED
 from gitops.objects import ManagedObject, Provider, canonical_json, make_key, spec_hash
-from gitops.providers.protocol import Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.providers.protocol import (
+    ApplyResult,
+    BackendContext,
+    Observed,
+    Outcome,
+    PermanentError,
+    Resolve,
+    Scope,
+    TransientError,
+    TypeTraits,
+)
 from gitops.settings.model import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,7 @@ LABEL_APPLIED = "hiclaw.io/applied-spec"
 INTERNAL_LABELS = frozenset({LABEL_SPEC_HASH, LABEL_APPLIED})
 
 RUNNING, SLEEPING, STOPPED = "Running", "Sleeping", "Stopped"
+NEVER_STARTED = "Created"  # observed state of a container created but never started (an apply cut short)
 STATES = (RUNNING, SLEEPING, STOPPED)
 STOP_TIMEOUT = 10
 CLIENT_TIMEOUT = 60  # seconds per Docker API call; a stop waits up to STOP_TIMEOUT inside one call
@@ -203,7 +213,7 @@ class Facts:
     def state(self) -> str:
         return observed_state(self.status)
 
-    def applied(self, instance: str) -> dict[str, Any] | None:
+    def applied(self, instance: str, network: str = "") -> dict[str, Any] | None:
         """The applied spec recorded on the container, if it is intact and Docker still agrees with it."""
         text, recorded = self.labels.get(LABEL_APPLIED), self.labels.get(LABEL_SPEC_HASH)
         if not text or not recorded:
@@ -218,36 +228,32 @@ class Facts:
         agrees = (
             str(applied.get("image", "")) == self.image
             and all(self.labels.get(k) == v for k, v in container_labels(applied, instance).items())
-            and _network_of(applied, "") in ("", self.network)
+            and network in ("", self.network)
         )
         return applied if agrees else None
 
-    def recorded_hash(self, instance: str, state: str | None = None) -> str | None:
+    def recorded_hash(self, instance: str, network: str, state: str | None = None) -> str | None:
         """The hash this container certifies in `state` (default: its observed state); see the module doc."""
-        applied = self.applied(instance)
+        applied = self.applied(instance, network)
         if applied is None:
             return None
         if applied.get("enforce_state") is True:
             return spec_hash({**applied, "state": state or self.state})
         return self.labels[LABEL_SPEC_HASH]
 
-    def observed_spec(self, instance: str) -> dict[str, Any]:
+    def observed_spec(self, instance: str, network: str) -> dict[str, Any]:
         """What can be seen, in the desired spec's shape: the applied record (secret references, never values)
-        overlaid with what Docker shows — image, labels, network and state. Without an intact record: those
-        four alone, with every label (the image's included)."""
-        applied = self.applied(instance)
+        overlaid with what Docker shows — image, labels and state. Without an intact record: those three
+        alone, with every label (the image's included)."""
+        applied = self.applied(instance, network)
         labels = self.user_labels
         if applied is not None:  # leave out the labels the image brought
             labels = {k: v for k, v in labels.items() if k in container_labels(applied, instance)}
         state = self.state
         if applied is not None and applied.get("state") == "Running" and self.status == "created":
             state = NEVER_STARTED  # created but never started: an apply cut short, not an agent asleep
-        seen = {"image": self.image, "labels": labels, "network": self.network, "state": state}
+        seen = {"image": self.image, "labels": labels, "state": state}
         return {**applied, **seen} if applied is not None else seen
-
-
-def _network_of(spec: Mapping[str, Any], default: str) -> str:
-    return str(spec.get("network") or default)
 
 
 def _restart_policy(value: str) -> dict[str, Any]:
@@ -304,9 +310,22 @@ class DockerBackend:
 
     provider = Provider.RUNTIME
     types: tuple[str, ...] = (TYPE,)
+    # Labels cannot change after creation: what the container is made of forces a re-creation (a config-only
+    # change re-creates it too, as an update). The agent sleeps and wakes itself; Stopped means no container.
+    traits: Mapping[str, TypeTraits] = {
+        TYPE: TypeTraits(
+            replace_on=frozenset({"image", "env", "runtime", "ports", "labels"}),
+            self_managed=frozenset({"state"}),
+            still_drift={"state": frozenset({NEVER_STARTED})},
+            absent_when={"state": STOPPED},
+        )
+    }
 
-    def __init__(self, settings: RuntimeSettings | None = None, client: Any = None, **_options: Any) -> None:
-        self.settings = settings or RuntimeSettings()
+    def __init__(self, ctx: BackendContext | RuntimeSettings | None = None, client: Any = None) -> None:
+        """Built with a BackendContext (its settings: the runtime section); tests may pass the settings alone
+        and a Docker client of their own."""
+        settings = ctx.settings if isinstance(ctx, BackendContext) else ctx
+        self.settings = settings if isinstance(settings, RuntimeSettings) else RuntimeSettings()
         self.instance = self.settings.instance
         self.url = self.settings.docker_url or os.environ.get("DOCKER_HOST", "") or f"unix://{DEFAULT_SOCKET}"
         self._owns_client = client is None
@@ -317,7 +336,8 @@ class DockerBackend:
 
     # Protocol ----------------------------------------------------------------------------------------------
 
-    def observe(self) -> dict[str, Observed]:
+    def observe(self, scope: Scope) -> dict[str, Observed]:
+        """One label-filtered list of every container of ours, whatever the scope (it costs the same)."""
         found = self._call("list containers", lambda api: api.containers(
             all=True, filters={"label": [f"{LABEL_MANAGED_BY}={self.instance}"]}
         ))
@@ -327,10 +347,14 @@ class DockerBackend:
             if facts.labels.get(LABEL_MANAGED_BY) != self.instance or not facts.name:
                 continue
             key = make_key(self.provider, TYPE, facts.name)
-            out[key] = Observed(key, facts.observed_spec(self.instance), facts.recorded_hash(self.instance))
+            if scope.exact and not scope.wants(key):
+                continue
+            network = self.settings.network
+            out[key] = Observed(key, facts.observed_spec(self.instance, network),
+                                facts.recorded_hash(self.instance, network), {"container_id": facts.id})
         return dict(sorted(out.items()))
 
-    def apply(self, obj: ManagedObject, action: str, before: Observed | None, resolve: Resolve) -> Outcome:
+    def apply(self, obj: ManagedObject, action: str, before: Observed | None, resolve: Resolve) -> ApplyResult:
         """Make `obj`'s container exist as specified. `before` is not trusted: the container is looked up
         again by name, so a retry after a crash adopts what the crashed run left behind."""
         self._check(obj)
@@ -342,21 +366,21 @@ class DockerBackend:
         current = self._owned(obj.name, refuse_foreign=True)
         if state == STOPPED:
             if current is None:
-                return Outcome.UNCHANGED
+                return ApplyResult(Outcome.UNCHANGED)
             self._remove(current)
-            return Outcome.DELETED
-        if current is not None and current.recorded_hash(self.instance, state) == obj.hash:
-            return Outcome.CONFIGURED if self._ensure_state(current.id, current.status, state, obj.name) else (
-                Outcome.UNCHANGED
-            )
+            return ApplyResult(Outcome.DELETED)
+        if current is not None and current.recorded_hash(self.instance, self.settings.network, state) == obj.hash:
+            moved = self._ensure_state(current.id, current.status, state, obj.name)
+            return ApplyResult(Outcome.CONFIGURED if moved else Outcome.UNCHANGED, ids={"container_id": current.id})
         # Everything that can fail on the spec, the secrets or the image fails before the old container goes.
         creation = self._prepare(obj, resolve)
         self._ensure_image(creation.image, obj.name)
         self._ensure_network(creation.network)
         if current is not None:
             self._remove(current)
-        self._create(obj.name, creation, state)
-        return Outcome.CREATED if current is None else Outcome.CONFIGURED
+        container_id = self._create(obj.name, creation, state)
+        outcome = Outcome.CREATED if current is None else Outcome.CONFIGURED
+        return ApplyResult(outcome, ids={"container_id": container_id})
 
     def delete(self, obj: ManagedObject) -> Outcome:
         self._check(obj)
@@ -488,16 +512,16 @@ class DockerBackend:
         exposed, bindings = _ports(spec.get("ports") or ())
         return Creation(
             image=str(spec.get("image") or ""),
-            network=_network_of(spec, self.settings.network),
+            network=self.settings.network,
             env=env,
             secrets=tuple(v for k, v in env.items() if plain.get(k) != v),
             labels=labels,
             exposed=tuple(exposed),
             bindings=bindings,
-            restart_policy=_restart_policy(str(spec.get("restart_policy") or self.settings.restart_policy)),
+            restart_policy=_restart_policy(self.settings.restart_policy),
         )
 
-    def _create(self, name: str, c: Creation, state: str) -> None:
+    def _create(self, name: str, c: Creation, state: str) -> str:
         """Create the container and bring it to its state; a container that fails to start is removed again,
         so the failure is observed next time rather than mistaken for a sleeping agent."""
 
@@ -530,6 +554,7 @@ class DockerBackend:
             except (TransientError, PermanentError):
                 log.warning("container %s failed to start and could not be removed", name)
             raise
+        return container_id
 
     def _ensure_state(self, container_id: str, status: str, state: str, name: str) -> bool:
         """Start, unpause or stop the container so it shows `state`; whether anything was done."""

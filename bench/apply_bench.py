@@ -28,8 +28,8 @@ from gitops.apply.executor import ApplyOptions
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import Provider
+from gitops.pipeline import reconcile
 from gitops.providers.protocol import Backend
-from gitops.reconcile import reconcile
 from gitops.settings.model import Settings
 from gitops.source.files import DirectorySource
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"stack: settings written to {settings_file}")
     try:
         from gitops.commands.apply import render_plan, render_result, session
-        from gitops.reconcile import reconcile
+        from gitops.pipeline import reconcile
     except ImportError as exc:
         print(f"hiclaw-gitops: the stack is up, but this build cannot reconcile yet: {exc} "
               "(the demo needs gitops.reconcile.reconcile and the apply command)", file=sys.stderr)

@@ -120,6 +120,13 @@ class ManagedObject:
 
     `owner` is the org resource reference (`Worker/alice`, `Team/frontend-team`, ... or `org` for shared
     objects). `depends_on` lists keys that must exist before this one is applied (and be deleted after it).
+
+    Outputs: `produces` names the secrets applying this object yields (an account's access token); an object
+    whose spec refers to one (`secret://…`) consumes it and is applied after its producer. `consumed` is a
+    digest of the values of the secrets it consumes (set by the pipeline, never a value): it is part of the
+    hash, so a re-issued credential changes the hash of everything that carries it. `shares` names the remote
+    record this object is one entry of (a route all grants are written to); changes to one record never run
+    at the same time.
     """
 
     provider: Provider
@@ -129,6 +136,9 @@ class ManagedObject:
     owner: str
     depends_on: tuple[str, ...] = ()
     prune: bool = True
+    produces: tuple[str, ...] = ()
+    shares: str = ""
+    consumed: str = field(default="", compare=False)
     # The spec's hash, computed once (or passed in when the caller already has it). Change a spec with
     # `with_spec`, never `dataclasses.replace`, which would carry the old hash over.
     hash: str = field(default="", compare=False, repr=False)
@@ -138,7 +148,10 @@ class ManagedObject:
         # Computed once: plans compare hashes of tens of thousands of objects.
         object.__setattr__(self, "key", make_key(self.provider, self.type, self.name))
         if not self.hash:
-            object.__setattr__(self, "hash", spec_hash(self.spec))
+            digest = spec_hash(self.spec)
+            if self.consumed:
+                digest = hashlib.sha256(f"{digest}:{self.consumed}".encode()).hexdigest()[:16]
+            object.__setattr__(self, "hash", digest)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickling through the dataclass's own state methods costs ten times more, field by field in Python:
@@ -147,7 +160,15 @@ class ManagedObject:
 
     def with_spec(self, spec: Mapping[str, Any]) -> ManagedObject:
         """The same object with another spec (and that spec's hash)."""
-        return ManagedObject(self.provider, self.type, self.name, spec, self.owner, self.depends_on, self.prune)
+        return ManagedObject(self.provider, self.type, self.name, spec, self.owner, self.depends_on, self.prune,
+                             self.produces, self.shares, self.consumed)
+
+    def with_consumed(self, digest: str) -> ManagedObject:
+        """The same object carrying another digest of the secret values it consumes (and that hash)."""
+        if digest == self.consumed:
+            return self
+        return ManagedObject(self.provider, self.type, self.name, self.spec, self.owner, self.depends_on,
+                             self.prune, self.produces, self.shares, digest)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +180,9 @@ class ManagedObject:
             "owner": self.owner,
             "depends_on": list(self.depends_on),
             "prune": self.prune,
+            **({"produces": list(self.produces)} if self.produces else {}),
+            **({"shares": self.shares} if self.shares else {}),
+            **({"consumed": self.consumed} if self.consumed else {}),
         }
 
     @classmethod
@@ -172,11 +196,15 @@ class ManagedObject:
             owner=data["owner"],
             depends_on=tuple(data.get("depends_on", ())),
             prune=bool(data.get("prune", True)),
+            produces=tuple(data.get("produces", ())),
+            shares=str(data.get("shares", "")),
+            consumed=str(data.get("consumed", "")),
             hash=hash,
         )
 
 
-_FIELDS = ("provider", "type", "name", "spec", "owner", "depends_on", "prune", "hash", "key")
+_FIELDS = ("provider", "type", "name", "spec", "owner", "depends_on", "prune", "produces", "shares", "consumed",
+           "hash", "key")
 
 
 def _restore(*values: Any) -> ManagedObject:

@@ -6,10 +6,11 @@ set (created / configured / unchanged / deleted / skipped / failed), not excepti
 - **Order.** Creates, updates and replaces run after the changes of what they depend on; deletes run in
   reverse (a thing is deleted before what it depends on). Independent changes run concurrently, at most
   `concurrency[provider]` at a time per provider.
-- **Errors.** `classify` is the one place that decides: TransientError (and timeouts, refused connections)
-  are retried with exponential backoff and full jitter, never sooner than the backend's `retry_after`;
-  anything else is permanent. A failure skips the changes that wait on it, with a message naming it;
-  independent branches carry on. Each change has a deadline covering its retries.
+- **Errors.** `gitops.providers.errors.classify` is the one place that decides: TransientError (and
+  timeouts, refused connections, 429 / 5xx / 409 answers) are retried with exponential backoff and full
+  jitter, never sooner than the backend's `retry_after`; anything else is permanent. A failure skips the
+  changes that wait on it, with a message naming it; independent branches carry on. Each change has a
+  deadline covering its retries.
 - **Journal and inventory.** Each step is journalled before it starts and after it ends. A successful
   create/update/replace is recorded in the inventory, a successful delete forgotten (a failed delete stays).
   Steps a killed run left unfinished are closed by the next run, which has re-planned against live state.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import heapq
-import json
 import logging
 import random
 import threading
@@ -31,15 +31,25 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from gitops.apply.observe import STATE_FIELD, absent_by_design, is_container, spec_matches, state_enforced
-from gitops.apply.secrets import producer
+from gitops.apply.observe import ignored_fields, scopes, spec_matches
+from gitops.apply.secrets import SecretStore, consumed_digest
 from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider, secret_refs
 from gitops.plan.model import Action, Change, Plan
-from gitops.providers.protocol import Backend, Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.providers.errors import classify
+from gitops.providers.protocol import (
+    ApplyResult,
+    Backend,
+    Observed,
+    Outcome,
+    PermanentError,
+    Resolve,
+    TransientError,
+    TypeTraits,
+)
+from gitops.providers.wiring import Traits
 from gitops.settings.load import REDACTOR
 from gitops.settings.model import Settings
 
@@ -191,18 +201,6 @@ def new_run_id() -> str:
 # Errors: the one place that decides what is worth retrying -------------------------------------------
 
 
-def classify(exc: BaseException) -> tuple[bool, float | None]:
-    """(transient, retry_after seconds). Backends raise TransientError / PermanentError; of anything else,
-    timeouts and refused connections are transient and the rest permanent."""
-    if isinstance(exc, TransientError):
-        return True, exc.retry_after
-    if isinstance(exc, PermanentError):
-        return False, None
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True, None
-    return False, None
-
-
 def describe(exc: BaseException) -> str:
     """A message for people, scrubbed of every secret value this process has seen."""
     text = str(exc) or type(exc).__name__
@@ -215,43 +213,6 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float, cap: flo
     """Full jitter (uniform in [0, min(cap, base·2^(attempt-1))]), and never less than the server asked."""
     delay = random.uniform(0.0, min(cap, base * 2 ** (attempt - 1)))  # jitter, not security
     return max(delay, retry_after) if retry_after is not None else delay
-
-
-# Saved plans ----------------------------------------------------------------------------------------
-
-
-class PlanFileError(ValueError):
-    """The file is not a saved plan this version can apply."""
-
-
-class StalePlan(Exception):
-    """A saved plan no longer describes the world: the head commit or the observed state moved."""
-
-
-def load_plan(path: str | Path) -> Plan:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanFileError(f"{path}: cannot read a saved plan: {exc}") from None
-    if not isinstance(data, dict):
-        raise PlanFileError(f"{path}: not a saved plan (expected a JSON object)")
-    try:
-        return Plan.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PlanFileError(f"{path}: not a saved plan ({type(exc).__name__}: {exc})") from None
-
-
-def check_fresh(plan: Plan, head: str, fingerprint: str) -> None:
-    """Refuse a saved plan whose head commit or observed-state fingerprint has moved since it was made."""
-    if plan.head != head:
-        raise StalePlan(
-            f"the saved plan is stale: it was made for {plan.head}, but the head is now {head}; run `plan` again"
-        )
-    if plan.fingerprint != fingerprint:
-        raise StalePlan(
-            f"the saved plan is stale: the {plan.compared_against} state changed since it was made "
-            f"(fingerprint {plan.fingerprint} → {fingerprint}); run `plan` again"
-        )
 
 
 # The executor ---------------------------------------------------------------------------------------
@@ -280,6 +241,8 @@ class _Attempt:
     attempts: int
     message: str
     duration: float
+    result: ApplyResult | None = None
+    obj: ManagedObject | None = None  # the object as applied (its consumed digest taken just before)
 
 
 def execute(
@@ -287,19 +250,22 @@ def execute(
     desired: Mapping[str, ManagedObject],
     backends: Mapping[Provider, Backend],
     store: StateStore,
-    resolve: Resolve | None = None,
+    secrets: SecretStore | None = None,
     options: ApplyOptions | None = None,
     *,
     observed: Mapping[str, Observed] | None = None,
     current: Mapping[str, ManagedObject] | None = None,
+    traits: Traits | None = None,
 ) -> RunResult:
     """Carry out `plan` (full specs from `desired`; objects to delete from the inventory, else `current`).
 
-    `resolve` turns secret references into values (normally `SecretStore.resolve`); `observed` gives each
-    backend the object as last seen. A BaseException raised inside a backend (a simulated kill) propagates
-    with the journal showing the steps in flight.
+    `secrets` resolves references to values, takes the credentials applies produce, and digests what each
+    consumer carries; `observed` gives each backend the object as last seen; `traits` are the backends'
+    declarations (read from the backends when not given). A BaseException raised inside a backend (a
+    simulated kill) propagates with the journal showing the steps in flight.
     """
-    return _Executor(plan, desired, backends, store, resolve, options or ApplyOptions(), observed, current).run()
+    return _Executor(plan, desired, backends, store, secrets, options or ApplyOptions(), observed, current,
+                     traits or Traits.of_backends(backends)).run()
 
 
 def _no_secrets(spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -316,16 +282,22 @@ class _Executor:
         desired: Mapping[str, ManagedObject],
         backends: Mapping[Provider, Backend],
         store: StateStore,
-        resolve: Resolve | None,
+        secrets: SecretStore | None,
         options: ApplyOptions,
         observed: Mapping[str, Observed] | None,
         current: Mapping[str, ManagedObject] | None,
+        traits: Traits,
     ) -> None:
         self.plan = plan
         self.desired = desired
         self.backends = {p.value: b for p, b in backends.items()}
         self.store = store
-        self.resolve: Resolve = resolve or _no_secrets
+        self.secrets = secrets
+        self.resolve: Resolve = secrets.resolve if secrets is not None else _no_secrets
+        self.traits = traits
+        self.producers = {name: o.key for o in desired.values() for name in o.produces}
+        self.records_busy: set[str] = set()  # shared records with a change in flight
+        self.record_waiting: dict[str, list[str]] = {}  # record -> ready keys waiting for it
         self.options = options
         self.observed = observed or {}
         self.current = current or {}
@@ -408,10 +380,17 @@ class _Executor:
                 elif change.action is Action.DELETE and other.action is Action.DELETE:
                     self._edge(before=change.key, after=dep)  # a thing goes before what it depends on
             if change.action in APPLY_ACTIONS:  # a secret some other change produces (an agent's Matrix token)
-                for made_by in {producer(name) for name in secret_refs(task.obj.spec)} - {None, change.key}:
+                for made_by in {self.producers.get(name) for name in secret_refs(task.obj.spec)} - {None, change.key}:
                     other = by_key.get(str(made_by))
                     if other is not None and other.action in APPLY_ACTIONS:
                         self._edge(before=other.key, after=change.key)
+                # An update that drops a dependency runs before that dependency's delete (a route stops naming a
+                # consumer before the consumer goes; a Deployment stops mounting a Secret before it is deleted).
+                was = self.current.get(change.key) or inventory.get(change.key)
+                for dep in (was.depends_on if was is not None else ()):
+                    other = by_key.get(dep)
+                    if other is not None and other.action is Action.DELETE and dep not in change.depends_on:
+                        self._edge(before=change.key, after=dep)
         # What stays must keep what it depends on: such deletes are skipped, not run.
         for change in self.plan.changes:
             if change.action is Action.DELETE:
@@ -490,6 +469,11 @@ class _Executor:
                         if key in self.results:
                             continue
                         task = self.tasks[key]
+                        if task.obj.shares:
+                            if task.obj.shares in self.records_busy:  # one change per shared record at a time
+                                self.record_waiting.setdefault(task.obj.shares, []).append(key)
+                                continue
+                            self.records_busy.add(task.obj.shares)
                         self.store.journal(self.run_id, key, task.change.action.value, "start")
                         self.started.add(key)
                         deadline = time.monotonic() + self.options.timeout
@@ -509,10 +493,13 @@ class _Executor:
                     if future in checking:
                         self._check(checking.pop(future), future.result())
                     elif future in abandoned:
-                        in_flight[self.tasks[abandoned.pop(future)].provider] -= 1
+                        key = abandoned.pop(future)
+                        in_flight[self.tasks[key].provider] -= 1
+                        self._release(key)
                     else:
                         key, _ = running.pop(future)
                         in_flight[self.tasks[key].provider] -= 1
+                        self._release(key)
                         self._finish(key, future.result())  # a BaseException (simulated kill) propagates here
                 now = time.monotonic()
                 for future, (key, deadline) in list(running.items()):
@@ -525,6 +512,14 @@ class _Executor:
         finally:
             # Abandoned calls cannot be interrupted: let them finish in the background, unobserved.
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self, key: str) -> None:
+        """The change on a shared record is over: the next change waiting for that record may start."""
+        record = self.tasks[key].obj.shares
+        if record and record in self.records_busy:
+            self.records_busy.discard(record)
+            for waiting in self.record_waiting.pop(record, []):
+                self._push(waiting)
 
     def _push(self, key: str) -> None:
         task = self.tasks[key]
@@ -546,13 +541,17 @@ class _Executor:
             attempts += 1
             try:
                 if task.change.action is Action.DELETE:
-                    outcome = backend.delete(task.obj)
-                else:
-                    before = self.observed.get(task.key)
-                    outcome = backend.apply(task.obj, task.change.action.value, before, self.resolve)
-                return _Attempt(Outcome(outcome), attempts, "", time.monotonic() - started)
+                    return _Attempt(Outcome(backend.delete(task.obj)), attempts, "", time.monotonic() - started)
+                obj = self._with_consumed(task.obj)
+                before = self.observed.get(task.key)
+                result = backend.apply(obj, task.change.action.value, before, self.resolve)
+                if not isinstance(result, ApplyResult):
+                    raise PermanentError(f"the {task.provider} backend returned {type(result).__name__}, "
+                                         "not an ApplyResult")
+                return _Attempt(Outcome(result.outcome), attempts, "", time.monotonic() - started, result, obj)
             except Exception as exc:
-                transient, retry_after = classify(exc)
+                verdict = classify(exc)
+                transient, retry_after = verdict.transient, verdict.retry_after
                 message = describe(exc)
                 elapsed = time.monotonic() - started
                 if not transient:
@@ -567,15 +566,47 @@ class _Executor:
                     return _Attempt(None, attempts, f"stopped while waiting to retry: {message}",
                                     time.monotonic() - started)
 
+    def _with_consumed(self, obj: ManagedObject) -> ManagedObject:
+        """`obj` carrying the digest of the secret values it consumes now (outputs produced earlier in this
+        run included): the hash it is applied and recorded with."""
+        if self.secrets is None:
+            return obj
+        names = set(secret_refs(obj.spec))
+        if not names:
+            return obj
+        store = self.secrets
+        for name in names:  # generated credentials exist from their first use on
+            if name not in self.producers:
+                store.get_or_create(name)
+        return obj.with_consumed(consumed_digest(names, store.peek))
+
+    def _outputs(self, task: _Task, result: ApplyResult) -> str:
+        """Store what the apply produced; a problem ('' if none): an undeclared output is refused."""
+        undeclared = sorted(set(result.secrets) - set(task.obj.produces))
+        if undeclared:
+            return f"the backend produced undeclared output(s) {', '.join(undeclared)}; nothing stored"
+        if result.secrets and self.secrets is None:
+            return "the backend produced credentials but there is no secret store to keep them"
+        for name, value in result.secrets.items():
+            assert self.secrets is not None
+            self.secrets.put(name, value)
+        return ""
+
     def _finish(self, key: str, attempt: _Attempt) -> None:
         task = self.tasks[key]
         action = task.change.action
         note = ""
+        if attempt.obj is not None:
+            task.obj = attempt.obj
         if attempt.outcome is not None and action is not Action.DELETE and attempt.outcome is Outcome.DELETED:
-            if absent_by_design(task.obj):  # a Stopped agent: removing its container is applying it
-                attempt, note = replace(attempt, outcome=Outcome.CONFIGURED), "container removed (state Stopped)"
+            if self.traits.of(task.obj).absent_by_design(task.obj.spec):  # e.g. Stopped: absence is applied
+                attempt, note = replace(attempt, outcome=Outcome.CONFIGURED), "removed (absent by design)"
             else:
                 attempt = replace(attempt, outcome=None, message="the backend answered `deleted` to an apply")
+        if attempt.outcome is not None and attempt.result is not None:
+            problem = self._outputs(task, attempt.result)
+            if problem:
+                attempt = replace(attempt, outcome=None, message=problem)
         if attempt.outcome is None:
             self.store.journal(self.run_id, key, action.value, "failed", attempt.message)
             self._set(task.change, Status.FAILED, attempt.message, attempt.attempts, attempt.duration)
@@ -586,7 +617,10 @@ class _Executor:
             self.store.forget(key)
         else:
             status = Status(attempt.outcome.value)
-            self.store.record(task.obj, self.plan.head)
+            result = attempt.result
+            outputs = {"ids": dict(result.ids), "fingerprint": result.fingerprint} if result and (
+                result.ids or result.fingerprint) else None
+            self.store.record(task.obj, self.plan.head, outputs)
         # Journalled as done only once the inventory says so: a kill in between leaves the step unfinished.
         self.store.journal(self.run_id, key, action.value, "done", status.value)
         self._set(task.change, status, note, attempt.attempts, attempt.duration)
@@ -638,12 +672,13 @@ class _Executor:
         while True:
             attempt += 1
             try:
-                return self.backends[provider].observe()
+                scope = scopes([Provider(provider)], self._touched(provider), exact=True)[Provider(provider)]
+                return self.backends[provider].observe(scope)
             except Exception as exc:
-                transient, retry_after = classify(exc)
-                if not transient or attempt >= self.options.verify_attempts:
+                verdict = classify(exc)
+                if not verdict.transient or attempt >= self.options.verify_attempts:
                     return exc
-                time.sleep(backoff_delay(attempt, retry_after, self.options.backoff, self.options.backoff_max))
+                time.sleep(backoff_delay(attempt, verdict.retry_after, self.options.backoff, self.options.backoff_max))
 
     def _check(self, provider: str, seen: dict[str, Observed] | Exception) -> None:
         """Every applied object present as applied, every deleted one gone; otherwise the step failed."""
@@ -661,7 +696,7 @@ class _Executor:
                     self.store.record(task.obj, self.plan.head)  # still there: still ours to prune
                     self._fail_verify(key, "verify: still present after delete")
                 continue
-            problem = mismatch(task.obj, seen.get(key))
+            problem = mismatch(task.obj, seen.get(key), self.traits.of(task.obj))
             if problem:
                 self.verified = False
                 self._fail_verify(key, f"verify: {problem}")
@@ -673,16 +708,15 @@ class _Executor:
         self._set(task.change, Status.FAILED, message, before.attempts, before.duration)
 
 
-def mismatch(obj: ManagedObject, seen: Observed | None) -> str:
+def mismatch(obj: ManagedObject, seen: Observed | None, traits: TypeTraits) -> str:
     """Why an observation does not show `obj` as applied ('' when it does)."""
     if seen is None:
-        return "" if absent_by_design(obj) else "not present after apply"
+        return "" if traits.absent_by_design(obj.spec) else "not present after apply"
     if seen.recorded_hash is not None:
         if seen.recorded_hash != obj.hash:
             return f"observed with spec hash {seen.recorded_hash}, applied {obj.hash}"
         return ""
-    ignore = (STATE_FIELD,) if is_container(obj) and not state_enforced(obj) else ()
-    if not spec_matches(obj.spec, seen.spec, ignore):
+    if not spec_matches(obj.spec, seen.spec, ignored_fields(obj, traits)):
         return "the observed spec differs from the applied spec"
     return ""
 

@@ -23,12 +23,8 @@ from gitops.apply.state import StateStore
 from gitops.objects import SECRET_PREFIX, ManagedObject, Provider
 from gitops.plan import baseline as baselines
 from gitops.plan.baseline import LAST_COMMIT, Baseline
-from gitops.providers.protocol import Backend, Observed
-
-# Container fields the agent itself may change (sleep / wake) without it being drift, unless enforced.
-STATE_FIELD = "state"
-NEVER_STARTED = "Created"  # a backend's observed state for a container created but never started
-ENFORCE_FIELD = "enforce_state"
+from gitops.providers.protocol import ENFORCE_FIELD, Backend, Observed, Scope, TypeTraits
+from gitops.providers.wiring import Traits
 
 
 class ObserveError(Exception):
@@ -49,17 +45,14 @@ class LiveState:
     providers: frozenset[Provider]  # the providers observed
 
 
-def is_container(obj: ManagedObject) -> bool:
-    return obj.provider is Provider.RUNTIME and obj.type == "container"
-
-
-def absent_by_design(obj: ManagedObject) -> bool:
-    """A container declared `Stopped` is one that does not exist: its absence is the applied state."""
-    return is_container(obj) and obj.spec.get(STATE_FIELD) == "Stopped"
-
-
 def state_enforced(obj: ManagedObject) -> bool:
     return bool(obj.spec.get(ENFORCE_FIELD))
+
+
+def ignored_fields(obj: ManagedObject, traits: TypeTraits) -> frozenset[str]:
+    """Fields an observation of `obj` is not compared on: write-only ones, and the agent's own state unless
+    enforced."""
+    return traits.write_only if state_enforced(obj) else traits.write_only | traits.self_managed
 
 
 def spec_matches(desired: Mapping[str, Any], observed: Mapping[str, Any], ignore: Iterable[str] = ()) -> bool:
@@ -89,13 +82,21 @@ def _has_secret(value: Any) -> bool:
     return False
 
 
-def observe_all(backends: Mapping[Provider, Backend]) -> dict[Provider, dict[str, Observed]]:
+def scopes(backends: Iterable[Provider], keys: Iterable[str], *, exact: bool = False) -> dict[Provider, Scope]:
+    """Per provider, the scope of an observation of `keys` (desired ∪ inventory, or the keys just touched)."""
+    wanted = list(keys)
+    return {p: Scope.of(wanted, p, exact=exact) for p in backends}
+
+
+def observe_all(
+    backends: Mapping[Provider, Backend], scope: Mapping[Provider, Scope]
+) -> dict[Provider, dict[str, Observed]]:
     """One observation per backend, concurrently; ObserveError naming the first provider that failed."""
     if not backends:
         return {}
     out: dict[Provider, dict[str, Observed]] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="observe") as pool:
-        futures = {provider: pool.submit(backend.observe) for provider, backend in backends.items()}
+        futures = {p: pool.submit(b.observe, scope.get(p) or Scope({})) for p, b in backends.items()}
         for provider, future in futures.items():
             try:
                 out[provider] = future.result()
@@ -104,33 +105,40 @@ def observe_all(backends: Mapping[Provider, Backend]) -> dict[Provider, dict[str
     return out
 
 
-def baseline_object(inventory: ManagedObject, seen: Observed) -> ManagedObject:
-    """The object as it exists, in the inventory's terms (owner, dependencies, prune)."""
-    container = is_container(inventory)
-    ignore = (STATE_FIELD,) if container and not state_enforced(inventory) else ()
+def baseline_object(inventory: ManagedObject, seen: Observed, traits: TypeTraits) -> ManagedObject:
+    """The object as it exists, in the inventory's terms (owner, dependencies, prune, outputs)."""
+    enforced = state_enforced(inventory)
     if seen.recorded_hash is not None:
         clean = seen.recorded_hash == inventory.hash
     else:
-        clean = spec_matches(inventory.spec, seen.spec, ignore)
-    spec = dict(inventory.spec) if clean else dict(seen.spec)
-    if container and STATE_FIELD in inventory.spec:
-        if state_enforced(inventory) and STATE_FIELD in seen.spec:
-            spec[STATE_FIELD] = seen.spec[STATE_FIELD]
-        elif not state_enforced(inventory):
-            # The agent's own sleep and wake are not fought; a container that was never started (an apply
-            # cut short between create and start) is not the agent's doing, so it shows and gets started.
-            never_started = seen.spec.get(STATE_FIELD) == NEVER_STARTED
-            spec[STATE_FIELD] = NEVER_STARTED if never_started else inventory.spec[STATE_FIELD]
-    return inventory if spec == dict(inventory.spec) else inventory.with_spec(spec)
+        clean = spec_matches(inventory.spec, seen.spec, ignored_fields(inventory, traits))
+    if clean:
+        spec = dict(inventory.spec)
+    else:  # what can be seen, plus what can never be seen (write-only fields) as we last wrote it
+        spec = {**seen.spec, **{k: v for k, v in inventory.spec.items() if k in traits.write_only}}
+    for name in traits.self_managed:
+        if name not in inventory.spec:
+            continue
+        if enforced:
+            if name in seen.spec:
+                spec[name] = seen.spec[name]
+        elif seen.spec.get(name) in traits.still_drift.get(name, ()):
+            spec[name] = seen.spec[name]  # not the agent's own doing (never started): it shows
+        else:
+            spec[name] = inventory.spec[name]  # the agent's own sleep and wake are not fought
+    found = inventory if spec == dict(inventory.spec) else inventory.with_spec(spec)
+    # Unclean: what it carries is unknown, so it is not credited with the credentials we last gave it.
+    return found if clean else found.with_consumed("")
 
 
-def adopted_object(seen: Observed, declared: ManagedObject | None, started_by_us: bool) -> ManagedObject:
+def adopted_object(seen: Observed, declared: ManagedObject | None, started_by_us: bool,
+                   traits: TypeTraits) -> ManagedObject:
     """An object with our label that the inventory does not list. Declared: in the desired object's terms
     (a create that half-happened, now planned as update or no-op). Undeclared: prunable only when our
     journal shows we started creating it; otherwise kept, since prune trusts only what we know we made."""
     provider, type_, name = seen.key.split("/", 2)
     if declared is not None:
-        return baseline_object(declared, seen)
+        return baseline_object(declared, seen, traits)
     return ManagedObject(Provider(provider), type_, name, dict(seen.spec), "unknown", (), started_by_us)
 
 
@@ -138,8 +146,10 @@ def live_from(
     observations: Mapping[Provider, Mapping[str, Observed]],
     store: StateStore,
     desired: Mapping[str, ManagedObject] | None = None,
+    traits: Traits | None = None,
 ) -> LiveState:
     """Build the live baseline from observations already made (no I/O besides reading the state store)."""
+    traits = traits or Traits()
     recorded = baselines.from_state(store)  # the inventory, and the org and access of the last applied commit
     inventory = recorded.objects
     desired = desired or {}
@@ -151,16 +161,17 @@ def live_from(
     for key, seen in observed.items():
         known = inventory.get(key)
         if known is not None:
-            objects[key] = baseline_object(known, seen)
+            objects[key] = baseline_object(known, seen, traits.of(known))
         else:
             adopted.add(key)
     for key, known in inventory.items():
-        if key not in observed and absent_by_design(known):
-            objects[key] = known  # Stopped: no container is what was applied
+        if key not in observed and known.provider in observations and traits.of(known).absent_by_design(known.spec):
+            objects[key] = known  # e.g. Stopped: no container is what was applied
     if adopted:
         started = _started_by_us(store, adopted - set(desired))
         for key in adopted:
-            objects[key] = adopted_object(observed[key], desired.get(key), key in started)
+            provider, type_, _ = key.split("/", 2)
+            objects[key] = adopted_object(observed[key], desired.get(key), key in started, traits.get(provider, type_))
     baseline = Baseline("live", store.get_meta(LAST_COMMIT, "") or "live", dict(sorted(objects.items())),
                         recorded.org, recorded.access)
     return LiveState(baseline, observed, frozenset(adopted), frozenset(observations))
@@ -177,17 +188,12 @@ def observe_live(
     store: StateStore,
     desired_providers: Iterable[Provider] | None = None,
     desired: Mapping[str, ManagedObject] | None = None,
+    traits: Traits | None = None,
 ) -> LiveState:
-    """Observe the backends of `desired_providers` (default: all given) once and build the live baseline."""
+    """Observe the backends of `desired_providers` (default: all given) once, each scoped to the keys the
+    engine cares about (desired ∪ inventory), and build the live baseline."""
     wanted = set(backends) if desired_providers is None else set(desired_providers) & set(backends)
-    return live_from(observe_all({p: b for p, b in backends.items() if p in wanted}), store, desired)
-
-
-def live(
-    backends: Mapping[Provider, Backend],
-    store: StateStore,
-    desired_providers: Iterable[Provider] | None = None,
-    desired: Mapping[str, ManagedObject] | None = None,
-) -> Baseline:
-    """The live baseline (kind "live"); see `observe_live` for the observations that go with it."""
-    return observe_live(backends, store, desired_providers, desired).baseline
+    chosen = {p: b for p, b in backends.items() if p in wanted}
+    keys = set(desired or {}) | set(store.inventory_keys())
+    traits = traits or Traits.of_backends(chosen)
+    return live_from(observe_all(chosen, scopes(chosen, keys)), store, desired, traits)

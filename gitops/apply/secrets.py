@@ -1,12 +1,14 @@
 """Secret store: generated credentials by name in `secrets.db` (SQLite, mode 0600), optionally encrypted.
 
 Specs never hold a credential, only a `secret://<name>` reference; `resolve` swaps references for values at
-the last moment, inside a backend's apply. A value is generated on first use from the shape of its name:
+the last moment, inside a backend's apply. A value is generated on first use from the shape of its name, or
+is an output an apply produced (the executor `put`s it). `consumed_digest` is what lets a consumer's hash follow
+the values it carries without ever holding one:
 
 | Name                     | Value                                                                  |
 |--------------------------|------------------------------------------------------------------------|
 | `matrix/<x>/password`    | 32 hex characters                                                      |
-| `matrix/<x>/token`       | never generated: stored by the Matrix backend applying `matrix/user/<x>` |
+| `matrix/<x>/token`       | never generated: an output of applying `matrix/user/<x>` (its login)     |
 | `storage/<x>/secret-key` | 48 hex characters                                                      |
 | `gateway/<x>/key`        | 64 hex characters                                                      |
 | `human/...`              | 24 URL-safe characters (a human's initial password)                    |
@@ -28,7 +30,7 @@ import re
 import secrets as token
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,6 @@ GENERATORS: tuple[tuple[re.Pattern[str], Callable[[], str]], ...] = (
     (re.compile(r"storage/[^/]+/secret-key"), lambda: token.token_hex(24)),
     (re.compile(r"gateway/[^/]+/key"), lambda: token.token_hex(32)),
     (re.compile(r"human/.+"), lambda: token.token_urlsafe(18)),
-)
-
-# Secrets that are not generated but produced by applying an object (name shape -> that object's key): an
-# object whose spec refers to one is applied after its producer, whatever its declared dependencies.
-PRODUCERS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"matrix/([^/]+)/token"), "matrix/user/{0}"),
 )
 
 SCHEMA = """
@@ -77,13 +73,15 @@ def generator_for(name: str) -> Callable[[], str] | None:
     return None
 
 
-def producer(name: str) -> str | None:
-    """The key of the object whose apply stores the secret `name` (the Matrix user for its token), if any."""
-    for pattern, key in PRODUCERS:
-        match = pattern.fullmatch(name)
-        if match:
-            return key.format(*match.groups())
-    return None
+def consumed_digest(names: Iterable[str], lookup: Callable[[str], str | None]) -> str:
+    """A digest of the values of the secrets `names` (a missing one counts as pending): what a consumer's hash
+    covers, so a re-issued credential changes the hash of everything that carries it. Never a value."""
+    h = hashlib.sha256()
+    for name in sorted(set(names)):
+        value = lookup(name)
+        seen = b"=" + hashlib.sha256(value.encode()).digest() if value is not None else b"?"
+        h.update(name.encode() + seen + b"\n")
+    return h.hexdigest()[:16]
 
 
 class _Cipher:
@@ -185,6 +183,10 @@ class SecretStore:
             raise SecretMissing(f"no secret named {name!r} in {self.path}")
         return value
 
+    def peek(self, name: str) -> str | None:
+        """The value under `name`, or None (nothing is generated): for digests made while planning."""
+        return self._read(name)
+
     def put(self, name: str, value: str) -> None:
         """Store a value obtained elsewhere (the Matrix backend's access token), replacing any earlier one."""
         if not value:
@@ -206,8 +208,8 @@ class SecretStore:
                 return value
             generate = generator_for(name)
             if generate is None:
-                what = "it is stored by the Matrix backend after login" if name.endswith("/token") else (
-                    "its name has no generator")
+                what = "it is an output of the object that produces it (not applied yet)" if name.endswith(
+                    "/token") else "its name has no generator"
                 raise SecretMissing(f"secret {name!r} does not exist yet and is not generated: {what}")
             value = generate()
             self._db.execute("INSERT INTO secrets(name, value, nonce) VALUES (?, ?, ?)",

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS inventory (
     object TEXT NOT NULL,
     hash TEXT NOT NULL,
     commit_id TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    outputs TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (
@@ -68,6 +69,9 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(inventory)")}
+        if "outputs" not in columns:  # a state directory from before outputs were kept
+            self._db.execute("ALTER TABLE inventory ADD COLUMN outputs TEXT NOT NULL DEFAULT '{}'")
 
     @classmethod
     def exists(cls, state_dir: str | os.PathLike[str]) -> bool:
@@ -93,12 +97,30 @@ class StateStore:
         rows = self._db.execute("SELECT object, hash FROM inventory ORDER BY key").fetchall()
         return {o.key: o for o in (ManagedObject.from_dict(json.loads(text), h) for text, h in rows)}
 
-    def record(self, obj: ManagedObject, commit_id: str = "") -> None:
-        """Remember that `obj` now exists as specified (after a verified create/update/replace)."""
+    def inventory_keys(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT key FROM inventory ORDER BY key")]
+
+    def record(self, obj: ManagedObject, commit_id: str = "", outputs: Mapping[str, Any] | None = None) -> None:
+        """Remember that `obj` now exists as specified (after a create/update/replace). `outputs` are the
+        server-assigned identifiers and fingerprint an apply returned (never a secret); without them, those
+        recorded earlier are kept."""
+        if outputs is None:
+            self._db.execute(
+                """INSERT INTO inventory(key, object, hash, commit_id, updated) VALUES (?,?,?,?,?)
+                   ON CONFLICT(key) DO UPDATE SET object = excluded.object, hash = excluded.hash,
+                   commit_id = excluded.commit_id, updated = excluded.updated""",
+                (obj.key, canonical_json(obj.to_dict()), obj.hash, commit_id, time.time()),
+            )
+            return
         self._db.execute(
-            "INSERT OR REPLACE INTO inventory(key, object, hash, commit_id, updated) VALUES (?,?,?,?,?)",
-            (obj.key, canonical_json(obj.to_dict()), obj.hash, commit_id, time.time()),
+            "INSERT OR REPLACE INTO inventory(key, object, hash, commit_id, updated, outputs) VALUES (?,?,?,?,?,?)",
+            (obj.key, canonical_json(obj.to_dict()), obj.hash, commit_id, time.time(), canonical_json(outputs)),
         )
+
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        """Recorded outputs (`ids`, `fingerprint`) by key, for objects that have any."""
+        rows = self._db.execute("SELECT key, outputs FROM inventory WHERE outputs != '{}' ORDER BY key")
+        return {key: json.loads(text) for key, text in rows}
 
     def forget(self, key: str) -> None:
         """Drop an object from the inventory (after a verified delete)."""

@@ -10,21 +10,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.apply.executor import ApplyOptions, PlanFileError, RunResult, Status, StepResult, load_plan
+from gitops.apply.executor import ApplyOptions, RunResult, Status, StepResult
 from gitops.apply.secrets import SecretError, SecretStore
 from gitops.apply.state import StateStore
 from gitops.commands._common import load_settings, org_root, report
 from gitops.objects import Provider
+from gitops.pipeline import ReconcileResult, apply_saved, reconcile
 from gitops.plan.model import Plan
+from gitops.plan.saved import PlanFileError, load_plan
 from gitops.providers.protocol import Backend
-from gitops.reconcile import (
-    BackendsUnavailable,
-    ReconcileResult,
-    apply_saved,
-    build_backends,
-    close_backends,
-    reconcile,
-)
+from gitops.providers.wiring import BackendsUnavailable, build_backends, close_backends
 from gitops.settings.model import Settings
 from gitops.source.files import DirectorySource
 

@@ -8,8 +8,8 @@ import sys
 
 from gitops.commands._common import load_settings, report
 from gitops.commands.apply import CommandError, finish, options, render_plan, session
+from gitops.pipeline import apply_saved, reconcile
 from gitops.plan.baseline import LAST_COMMIT
-from gitops.reconcile import apply_saved, reconcile
 from gitops.source.files import DirectorySource
 
 

@@ -82,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan_live(args: argparse.Namespace, settings: Settings, root: Path) -> int:
     """Plan against what the configured providers observe now (a dry run of apply)."""
+    from gitops.apply.secrets import SecretError, SecretStore
     from gitops.apply.state import StateStore
-    from gitops.reconcile import BackendsUnavailable, build_backends, close_backends, reconcile
+    from gitops.pipeline import reconcile
+    from gitops.providers.wiring import BackendsUnavailable, build_backends, close_backends
 
     try:
         backends = build_backends(settings, None)
@@ -92,11 +94,21 @@ def _plan_live(args: argparse.Namespace, settings: Settings, root: Path) -> int:
         return 1
     store = StateStore(settings.state_dir)
     try:
-        outcome = reconcile(DirectorySource(root), settings, store=store, secrets=None, backends=backends,
+        # Read only (nothing is generated): what each consumer carries is part of its hash (see with_credentials).
+        secrets = SecretStore(settings.state_dir) if SecretStore.exists(settings.state_dir) else None
+    except SecretError as exc:
+        close_backends(backends)
+        store.close()
+        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
+        return 1
+    try:
+        outcome = reconcile(DirectorySource(root), settings, store=store, secrets=secrets, backends=backends,
                             dry_run=True, strict=args.strict)
     finally:
         close_backends(backends)
         store.close()
+        if secrets is not None:
+            secrets.close()
     if outcome.error or outcome.plan is None:
         print(f"hiclaw-gitops: cannot observe live state: {outcome.error}", file=sys.stderr)
         return 1

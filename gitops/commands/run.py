@@ -22,12 +22,13 @@ from gitops.daemon.loop import (
     Reconciler,
     StateLock,
     configure_logging,
-    default_pass,
     event,
     watch_directory,
 )
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.notify import EscalationTracker, notifier_from_settings
+from gitops.daemon.passes import DaemonPass, default_pass
+from gitops.providers.wiring import BackendsUnavailable
 from gitops.settings.load import SecretError, SettingsError, optional_secret, settings_from_args
 from gitops.settings.model import Settings
 from gitops.source.git import GitAuth, GitSource, GitSourceError, SignatureVerifier
@@ -86,7 +87,22 @@ def _run_locked(args: argparse.Namespace, settings: Settings, state_dir: Path) -
     state_path = state_dir / "loop.json"
     state = LoopState.load(state_path)
     tracker = EscalationTracker(notifier_from_settings(settings), settings.notify.after_failures, state.escalation)
-    pass_fn = default_pass(settings, ParseCache(state_dir / "parse-cache.pickle"), strict=args.strict)
+    try:
+        pass_fn = default_pass(settings, ParseCache(state_dir / "parse-cache.pickle"), strict=args.strict, stop=stop)
+    except BackendsUnavailable as exc:
+        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(args, settings, state_dir, pass_fn, metrics, health, stop, wake, state, state_path, tracker)
+    finally:
+        pass_fn.close()  # the backends and stores, whatever ended the daemon
+
+
+def _serve(
+    args: argparse.Namespace, settings: Settings, state_dir: Path, pass_fn: DaemonPass, metrics: Metrics,
+    health: Health, stop: threading.Event, wake: threading.Event, state: LoopState, state_path: Path,
+    tracker: EscalationTracker,
+) -> int:
     try:
         webhook_secret = optional_secret(settings.source.webhook_secret_env, settings.source.webhook_secret_file,
                                          key="source.webhook_secret")

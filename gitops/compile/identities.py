@@ -8,7 +8,7 @@ identities, and the rooms module needs their keys.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gitops.objects import ManagedObject, Provider, make_key, secret_ref
@@ -223,7 +223,9 @@ def matrix_users(chart: Chart) -> list[ManagedObject]:
 def agent_user(ids: Chart | Identities, agent: Agent) -> ManagedObject:
     localpart = agent.runtime_name
     spec = {"user_id": ids.id(agent), "displayname": localpart, "kind": "agent", "password": matrix_password(localpart)}
-    return managed(Provider.MATRIX, "user", localpart, spec, agent.owner)
+    account = managed(Provider.MATRIX, "user", localpart, spec, agent.owner)
+    # Logging the agent in yields its access token: an output of the account, consumed by its files and container.
+    return replace(account, produces=(f"matrix/{localpart}/token",))
 
 
 def human_users(chart: Chart) -> list[ManagedObject]:

@@ -106,8 +106,6 @@ def container_object(
         "state": str(agent.spec.get("state") or "Running"),
         "enforce_state": agent.owner.annotation("enforce-state") == "true",
         "config_hash": config_hash,
-        "network": runtime_settings.network,
-        "restart_policy": runtime_settings.restart_policy,
     }
     return managed(Provider.RUNTIME, "container", container_name(agent), spec, agent.owner, depends_on)
 

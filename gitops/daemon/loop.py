@@ -38,27 +38,21 @@ from gitops.settings.load import REDACTOR
 from gitops.settings.model import Settings
 from gitops.source.files import DirectorySource, FileSource, is_yaml
 from gitops.source.git import Ancestry, GitSource, GitSourceError, SignatureVerifier
-from gitops.source.load import ParseCache, load
 from gitops.status.model import (
-    Condition,
     GitStatusStore,
     PassResult,
     Phase,
-    ResourceStatus,
     Result,
     RunSummary,
     StatusSnapshot,
     StatusStore,
-    invalid_resources,
     merge,
     now_iso,
 )
-from gitops.validate.check import validate
 
 log = logging.getLogger("hiclaw_gitops")
 
 Pass = Callable[[FileSource, str], PassResult]
-APPLY_UNAVAILABLE = "no provider is configured in the settings: nothing was applied"
 MAX_WEBHOOK_BYTES = 1 << 20
 
 
@@ -183,61 +177,6 @@ class LoopState:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(asdict(self), fh, indent=2, sort_keys=True)
         os.replace(tmp, path)
-
-
-# The default pass ----------------------------------------------------------------------------------
-
-
-def default_pass(settings: Settings, cache: ParseCache | None = None, strict: bool = False) -> Pass:
-    """The pass `run` uses: a full reconcile (plan, apply, verify) when a provider is configured.
-
-    With no provider section in the settings there is nothing to apply: the pass validates and says so
-    honestly — resources are `Pending` with `Applied=Unknown` (`NoProvider`) and the result is `Validated`,
-    never `Reconciled`.
-    """
-    if settings.providers:
-        from gitops.reconcile import DaemonPass
-
-        return DaemonPass(settings, cache, strict)
-
-    def run(source: FileSource, commit: str) -> PassResult:
-        loaded = load(source, cache)
-        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache)
-        if cache is not None:
-            cache.retain({f.blob_id for f in loaded.files.values()})
-            with contextlib.suppress(OSError):
-                cache.save()
-        diagnostics = tuple(validation.diagnostics)
-        if not validation.ok:
-            errors, warnings = counts(validation.diagnostics)
-            docs = [
-                (d.data.get("kind"), (d.data.get("metadata") or {}).get("name"), d.file)
-                for d in loaded.documents
-                if isinstance(d.data, dict) and isinstance(d.data.get("metadata"), dict)
-            ]
-            named = [(k, n, f) for k, n, f in docs if isinstance(k, str) and isinstance(n, str)]
-            return PassResult(
-                Result.INVALID, diagnostics, invalid_resources(validation.diagnostics, named),
-                message=f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}: "
-                        "the commit is invalid and nothing was applied",
-            )
-        resources = tuple(
-            ResourceStatus(
-                res.kind, res.name, Phase.PENDING.value, observed_commit=commit, file=res.file,
-                conditions=(
-                    Condition("Valid", "True", "Validated", ""),
-                    Condition("Applied", "Unknown", "NoProvider", APPLY_UNAVAILABLE),
-                ),
-            )
-            for res in validation.org.resources()
-        )
-        return PassResult(Result.VALIDATED, diagnostics, resources, message=f"valid; {APPLY_UNAVAILABLE}")
-
-    return run
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 # One pass, whatever the source ----------------------------------------------------------------------
@@ -553,6 +492,8 @@ class GitPoller:
             previous = self._previous()
         except GitSourceError as exc:
             return self._status_error(exc.diagnostic, commit)
+        if hasattr(self.reconciler.pass_fn, "preempt"):  # a newer commit on the branch stops work still waiting
+            self.reconciler.pass_fn.preempt = lambda: self.source.head() != tip
         snapshot, outcome, seconds = self.reconciler.run_pass(
             tree, commit, previous=previous, extra=tuple(extra), refused=refused, force_push=force_push,
             signature=signature,

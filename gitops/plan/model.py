@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -20,12 +20,7 @@ FORMAT_VERSION = 1
 REDACTED = "(redacted)"
 UP_TO_DATE = "up to date"
 
-# Fields whose change cannot be applied in place: the object is deleted and created again.
-REPLACE_ON: dict[tuple[str, str], frozenset[str]] = {
-    ("runtime", "container"): frozenset({"image", "env", "runtime", "ports", "labels", "network", "restart_policy"}),
-    ("matrix", "room"): frozenset({"alias"}),
-    ("gateway", "service-source"): frozenset({"type"}),
-}
+CREDENTIALS_CHANGED = "a credential it carries was issued again (values never shown)"
 _SECRET_KEYS = re.compile(r"(password|secret|token|apikey|api_key|credential|private)", re.IGNORECASE)
 
 
@@ -242,8 +237,14 @@ def _top(path: str) -> str:
     return path.split(".", 1)[0].split("[", 1)[0]
 
 
-def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> Change:
-    """The change that turns `current` (baseline) into `desired`."""
+def change_for(
+    desired: ManagedObject | None,
+    current: ManagedObject | None,
+    replace_on: frozenset[str] = frozenset(),
+    prune: bool = True,
+) -> Change:
+    """The change that turns `current` (baseline) into `desired`. `replace_on`: the fields of this object's
+    type that force a replace (its backend's traits); `prune`: whether deleting is allowed at all."""
     if desired is None and current is None:
         raise ValueError("nothing to compare")
     if current is None:
@@ -259,12 +260,13 @@ def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> 
             desired.depends_on,
         )
     if desired is None:
-        if not current.prune:
+        if not current.prune or not prune:
+            why = "by the gitops.hiclaw.io/prune annotation" if not current.prune else "by prune.enabled: false"
             return Change(
                 current.key,
                 Action.NOOP,
                 current.owner,
-                "no longer declared; kept (prune disabled)",
+                f"no longer declared; kept (prune disabled {why})",
                 redact(current.spec),
                 redact(current.spec),
                 (),
@@ -284,8 +286,10 @@ def change_for(desired: ManagedObject | None, current: ManagedObject | None) -> 
         return Change(desired.key, Action.NOOP, desired.owner, UP_TO_DATE, None, None, (), desired.depends_on)
     items = tuple(diff_specs(redact(current.spec), redact(desired.spec)))
     changed = sorted({_top(i.path) for i in items})
-    forcing = REPLACE_ON.get((desired.provider.value, desired.type), frozenset())
-    replace = [p for p in changed if p in forcing]
+    if not items and desired.consumed != current.consumed:
+        return Change(desired.key, Action.UPDATE, desired.owner, CREDENTIALS_CHANGED, redact(current.spec),
+                      redact(desired.spec), (), desired.depends_on)
+    replace = [p for p in changed if p in replace_on]
     if replace:
         return Change(
             desired.key,
@@ -316,17 +320,30 @@ def fingerprint(objects: Mapping[str, ManagedObject]) -> str:
     return h.hexdigest()[:16]
 
 
-def diff_objects(desired: Mapping[str, ManagedObject], current: Mapping[str, ManagedObject]) -> tuple[Change, ...]:
+def diff_objects(
+    desired: Mapping[str, ManagedObject],
+    current: Mapping[str, ManagedObject],
+    replace_on: Callable[[ManagedObject], frozenset[str]] = lambda obj: frozenset(),
+    prune: bool = True,
+    reissue: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[Change, ...]:
+    """Changes for every key of either side. `reissue`: producers whose outputs are missing (key -> secret
+    names) are applied again even when nothing else changed."""
     # Both sides are usually sorted by key already, so the sort below only merges two runs; most objects are
     # unchanged, so their no-op is built here rather than through change_for.
     keys = sorted([*desired, *(k for k in current if k not in desired)])
+    reissue = reissue or {}
     out: list[Change] = []
     for k in keys:
         d, c = desired.get(k), current.get(k)
         if d is not None and c is not None and d.hash == c.hash:
-            out.append(Change(d.key, Action.NOOP, d.owner, UP_TO_DATE, None, None, (), d.depends_on))
+            if k in reissue:
+                why = f"output {', '.join(reissue[k])} is missing: apply again to issue it"
+                out.append(Change(d.key, Action.UPDATE, d.owner, why, None, None, (), d.depends_on))
+            else:
+                out.append(Change(d.key, Action.NOOP, d.owner, UP_TO_DATE, None, None, (), d.depends_on))
         else:
-            out.append(change_for(d, c))
+            out.append(change_for(d, c, replace_on(d) if d is not None else frozenset(), prune))
     return tuple(out)
 
 
@@ -427,13 +444,18 @@ def make_plan(
     access_lost: Iterable[tuple[str, str, str]] = (),
     warnings: Iterable[str] = (),
     guard: Mapping[str, Any] | None = None,
+    replace_on: Callable[[ManagedObject], frozenset[str]] = lambda obj: frozenset(),
+    prune: bool = True,
+    reissue: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
-    """Compare desired with current and assemble the plan. Pure."""
+    """Compare desired with current and assemble the plan. Pure. `replace_on` gives the fields that force a
+    replace per object (the backends' traits); `prune` false keeps everything no longer declared."""
     enabled = {p.value for p in providers}
-    changes = diff_objects(desired, current)
-    kept = sum(1 for key, obj in current.items() if key not in desired and not obj.prune)
+    changes = diff_objects(desired, current, replace_on, prune, reissue)
+    kept = sum(1 for key, obj in current.items() if key not in desired and (not obj.prune or not prune))
     if kept:
-        warnings = [*warnings, f"{kept} object(s) no longer declared are kept: prune disabled"]
+        why = "prune disabled" if prune else "prune.enabled is false in the settings"
+        warnings = [*warnings, f"{kept} object(s) no longer declared are kept: {why}"]
     provider_state = {
         p.value: "enabled" if p.value in enabled else f"disabled: {disabled_notes.get(p.value, 'not configured')}"
         for p in Provider

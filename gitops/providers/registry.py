@@ -22,7 +22,7 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any
 
-from gitops.providers.protocol import Backend
+from gitops.providers.protocol import Backend, BackendClass, BackendContext
 
 ENTRY_POINT_GROUP = "hiclaw_gitops.backends"
 
@@ -116,7 +116,7 @@ def is_available(name: str) -> bool:
         return False
 
 
-def get_class(name: str) -> type[Backend]:
+def get_class(name: str) -> BackendClass:
     """The backend class registered under `name`, imported now; BackendUnavailable if it cannot be."""
     target = _target(name)
     if isinstance(target, str):
@@ -131,10 +131,10 @@ def get_class(name: str) -> type[Backend]:
             raise BackendUnavailable(name, f"{module_name} has no {attr}") from None
         if not isinstance(target, type):
             raise BackendUnavailable(name, f"{module_name}:{attr} is not a class")
-    cls: type[Backend] = target
+    cls: BackendClass = target  # type: ignore[assignment]  # the protocol's declarations, checked by conformance
     return cls
 
 
-def create(name: str, **options: Any) -> Backend:
-    """An instance of the backend `name`, constructed with `options` as keyword arguments."""
-    return get_class(name)(**options)
+def create(name: str, ctx: BackendContext | None = None) -> Backend:
+    """An instance of the backend `name`, built with `ctx` (the construction contract)."""
+    return get_class(name)(ctx or BackendContext())

@@ -11,10 +11,11 @@ from gitops.apply.observe import LiveState, observe_live
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import DesiredState, ManagedObject, Provider
-from gitops.pipeline import prune_guard
+from gitops.pipeline import settle_inventory, with_credentials
+from gitops.plan.guard import prune_guard
 from gitops.plan.model import Plan, make_plan
 from gitops.providers.protocol import Backend
-from gitops.reconcile import settle_inventory
+from gitops.providers.wiring import Traits
 from gitops.settings.model import PruneSettings
 
 FAST = ApplyOptions(backoff=0.001, backoff_max=0.005, timeout=10.0)
@@ -39,20 +40,29 @@ def backends(**by_provider: MemoryBackend) -> dict[Provider, Backend]:
     return {Provider(name): b for name, b in by_provider.items()}
 
 
+def credentialed(desired: Mapping[str, ManagedObject], secrets: SecretStore | None) -> dict[str, ManagedObject]:
+    """`desired` as the pipeline plans it: each consumer carrying the digest of the secret values it uses now."""
+    return dict(with_credentials(DesiredState(desired, frozenset()), secrets).desired.objects)
+
+
 def plan_live(
     desired: Mapping[str, ManagedObject],
     live_backends: Mapping[Provider, Backend],
     store: StateStore,
     prune: PruneSettings | None = None,
     head: str = "c1",
+    secrets: SecretStore | None = None,
 ) -> tuple[Plan, LiveState]:
     """What the reconcile pass does between compile and apply, for hand-built desired objects."""
+    desired = credentialed(desired, secrets)
     live = observe_live(live_backends, store, desired=desired)
     providers = frozenset(live_backends)
     guard = prune_guard(DesiredState(desired, providers), live.baseline, prune or PruneSettings())
+    traits = Traits.of_backends(live_backends)
     plan = make_plan(desired=desired, current=live.baseline.objects, head=head, base=live.baseline.label,
                      compared_against="live", providers=providers, disabled_notes={}, old_org={}, new_org={},
-                     guard=guard)
+                     guard=guard, replace_on=lambda o: traits.of(o).replace_on,
+                     prune=(prune or PruneSettings()).enabled)
     return plan, live
 
 
@@ -64,8 +74,9 @@ def converge(
     options: ApplyOptions = FAST,
     head: str = "c1",
 ) -> tuple[Plan, RunResult]:
-    plan, live = plan_live(desired, live_backends, store, head=head)
-    result = execute(plan, desired, live_backends, store, secrets.resolve if secrets else None, options,
+    plan, live = plan_live(desired, live_backends, store, head=head, secrets=secrets)
+    desired = credentialed(desired, secrets)
+    result = execute(plan, desired, live_backends, store, secrets, options,
                      observed=live.observed, current=live.baseline.objects)
     settle_inventory(store, live, plan, desired, head, result)
     return plan, result

@@ -13,7 +13,8 @@ from gitops import cli
 from gitops.apply.secrets import KEY_ENV, SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import Provider
-from gitops.reconcile import build_backends, close_backends, reconcile
+from gitops.pipeline import reconcile
+from gitops.providers.wiring import build_backends, close_backends
 from gitops.settings.model import RuntimeSettings, Settings
 from gitops.source.files import DirectorySource
 

@@ -9,14 +9,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from backends.memory import LIE, MemoryBackend, transient_then_ok
-from gitops.apply.executor import ApplyOptions, Status, backoff_delay, classify, execute
+from gitops.apply.executor import ApplyOptions, Status, backoff_delay, execute
+from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider, secret_ref
 from gitops.plan.model import make_plan
-from gitops.providers.protocol import Observed, Outcome, PermanentError, Resolve, TransientError
+from gitops.providers.errors import classify
+from gitops.providers.protocol import ApplyResult, Observed, Outcome, PermanentError, Resolve, TransientError
 
 from .helpers import FAST, backends, converge, obj, plan_live, table
 
@@ -33,7 +36,7 @@ class Recording(MemoryBackend):
         with self.log_lock:
             self.log.append((what, key, threading.current_thread().name))
 
-    def apply(self, obj: ManagedObject, action: str, before: Observed | None, resolve: Resolve) -> Outcome:
+    def apply(self, obj: ManagedObject, action: str, before: Observed | None, resolve: Resolve) -> ApplyResult:
         self._note("start", obj.key)
         try:
             return super().apply(obj, action, before, resolve)
@@ -206,11 +209,16 @@ def test_a_change_over_its_deadline_fails_and_the_run_does_not_wait_for_it(store
 
 
 def test_classify_is_the_one_place_errors_are_sorted() -> None:
-    assert classify(TransientError("x", retry_after=2.0)) == (True, 2.0)
-    assert classify(PermanentError("x")) == (False, None)
-    assert classify(TimeoutError()) == (True, None)
-    assert classify(ConnectionRefusedError()) == (True, None)
-    assert classify(ValueError("bug")) == (False, None)
+    def sorted_as(exc: BaseException) -> tuple[bool, float | None]:
+        verdict = classify(exc)
+        return verdict.transient, verdict.retry_after
+
+    assert sorted_as(TransientError("x", retry_after=2.0)) == (True, 2.0)
+    assert sorted_as(PermanentError("x")) == (False, None)
+    assert sorted_as(TimeoutError()) == (True, None)
+    assert sorted_as(ConnectionRefusedError()) == (True, None)
+    assert sorted_as(httpx.ReadTimeout("slow")) == (True, None)  # not a TimeoutError subclass: still transient
+    assert sorted_as(ValueError("bug")) == (False, None)
     assert all(0 <= backoff_delay(n, None, 0.5, 4.0) <= min(4.0, 0.5 * 2 ** (n - 1)) for n in range(1, 8))
     assert backoff_delay(1, 3.0, 0.5, 4.0) >= 3.0
 
@@ -310,9 +318,9 @@ def test_verify_catches_a_delete_that_did_not_happen(store: StateStore) -> None:
 def test_verify_compares_specs_where_the_store_keeps_no_hash(store: StateStore) -> None:
     runtime = MemoryBackend("runtime", record_hash=False)
     o = obj("runtime/container/a", {"image": "x", "env": {"PASSWORD": "secret://matrix/a/password"}})
-    resolve: Resolve = lambda spec: spec  # noqa: E731 - a stand-in secret store; observe shows no values anyway
+    secrets = SecretStore(store.dir / "secrets")
     plan, live = plan_live(table(o), backends(runtime=runtime), store)
-    result = execute(plan, table(o), backends(runtime=runtime), store, resolve, FAST, observed=live.observed)
+    result = execute(plan, table(o), backends(runtime=runtime), store, secrets, FAST, observed=live.observed)
     assert result.ok and result.verified
 
 
@@ -433,9 +441,9 @@ def test_an_object_using_an_agents_token_waits_for_the_account_that_produces_it(
     secrets = SecretStore(tmp_path / "secrets")
     store = StateStore(tmp_path / "state")
     log: list[tuple[str, str, str]] = []
-    matrix = Recording("matrix", log, latency=0.01, secrets=secrets)  # stores the token when it makes the user
+    matrix = Recording("matrix", log, latency=0.01)  # the user's apply outputs the token
     storage = Recording("storage", log)
-    user = obj("matrix/user/fe-dev")
+    user = replace(obj("matrix/user/fe-dev"), produces=("matrix/fe-dev/token",))
     config = obj("storage/object/agents/fe-dev/openclaw.json", {"accessToken": secret_ref("matrix/fe-dev/token")})
     _, result = converge(table(user, config), backends(matrix=matrix, storage=storage), store, secrets)
     assert result.ok, result.to_dict()  # no declared dependency, yet the token existed when it was needed

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.memory import MemoryBackend
-from gitops.apply.observe import ObserveError, baseline_object, live, live_from, observe_live, spec_matches
+from backends.memory import RUNTIME_TRAITS, MemoryBackend
+from gitops.apply.observe import ObserveError, baseline_object, live_from, observe_live, spec_matches
 from gitops.apply.state import StateStore
 from gitops.compile.access import AccessReport, to_state
 from gitops.objects import ManagedObject, Provider
@@ -41,7 +41,7 @@ def test_the_baseline_holds_inventory_objects_that_are_observed(store: StateStor
     report = AccessReport.build("@bot:d", {"#room": ["@a:d", "@b:d"]}, {})
     store.put_meta(ACCESS_SNAPSHOT, to_state(report))
     store.put_meta(LAST_COMMIT, "abc123")
-    base = live(backends(runtime=runtime), store)
+    base = observe_live(backends(runtime=runtime), store).baseline
     assert base.kind == "live" and base.label == "abc123"
     assert dict(base.objects) == {here.key: here}
     assert base.org == {"Worker/here": {"model": "m"}}
@@ -81,10 +81,10 @@ def test_a_sleeping_agent_is_not_drift_unless_its_state_is_enforced(store: State
 def test_a_sleeping_agent_in_a_store_without_hashes(store: StateStore) -> None:
     relaxed = container("relaxed")
     seen = Observed(relaxed.key, {**relaxed.spec, "state": "Sleeping"}, None)
-    assert baseline_object(relaxed, seen) is relaxed
+    assert baseline_object(relaxed, seen, RUNTIME_TRAITS["container"]) is relaxed
     strict = container("strict", enforce=True)
     seen = Observed(strict.key, {**strict.spec, "state": "Sleeping"}, None)
-    assert baseline_object(strict, seen).spec["state"] == "Sleeping"
+    assert baseline_object(strict, seen, RUNTIME_TRAITS["container"]).spec["state"] == "Sleeping"
 
 
 def test_an_object_created_but_not_recorded_is_adopted_not_duplicated(store: StateStore) -> None:
@@ -115,18 +115,18 @@ def test_disabled_providers_are_neither_observed_nor_in_the_baseline(store: Stat
     user = obj("matrix/user/a")
     matrix.put(user)
     store.record(user)
-    base = live(backends(runtime=runtime, matrix=matrix), store, desired_providers=[Provider.RUNTIME])
+    base = observe_live(backends(runtime=runtime, matrix=matrix), store, desired_providers=[Provider.RUNTIME]).baseline
     assert dict(base.objects) == {}
     assert matrix.list_calls == 0
 
 
 def test_observation_lists_once_per_type_and_failures_name_the_provider(store: StateStore) -> None:
     matrix = MemoryBackend("matrix", types=("user", "room"))
-    live(backends(matrix=matrix), store)
+    observe_live(backends(matrix=matrix), store, desired=table(obj("matrix/user/a"), obj("matrix/room/r")))
     assert matrix.calls == [("list", "user"), ("list", "room")] and matrix.write_calls == 0
     matrix.faults = lambda op, key: PermanentError("401 unauthorised") if op == "list" else None
     with pytest.raises(ObserveError, match="cannot observe matrix: PermanentError: 401 unauthorised"):
-        live(backends(matrix=matrix), store)
+        observe_live(backends(matrix=matrix), store)
 
 
 def test_live_from_needs_no_backend(store: StateStore) -> None:

@@ -19,7 +19,7 @@ from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider
 from gitops.providers.protocol import Backend, TransientError
 
-from .helpers import FAST, converge, obj, plan_live
+from .helpers import FAST, converge, credentialed, obj, plan_live
 
 PROVIDERS = ("runtime", "matrix", "gateway")
 TYPES = {"runtime": "container", "matrix": "user", "gateway": "consumer"}
@@ -109,7 +109,7 @@ def test_apply_converges_and_touches_nothing_outside_the_inventory(world: World)
         assert result.ok, result.to_dict()
         ours = {k: s for b in memory.values() for k, s in b.ours().items()}
         assert set(ours) == set(world.desired)
-        for key, o in world.desired.items():
+        for key, o in credentialed(world.desired, secrets).items():
             stored: Stored = ours[key]
             assert stored.recorded_hash == o.hash
             step = result.step(key)
@@ -122,7 +122,7 @@ def test_apply_converges_and_touches_nothing_outside_the_inventory(world: World)
 
         for b in memory.values():
             b.reset_counters()
-        again, _ = plan_live(world.desired, live, store)
+        again, _ = plan_live(world.desired, live, store, secrets=secrets)
         assert not again.has_changes, again.to_dict()
         assert all(b.write_calls == 0 for b in memory.values())
         secrets.close()
@@ -161,10 +161,10 @@ def test_a_run_killed_anywhere_is_resumed_to_the_same_result(world: World, data:
         _, result = converge(world.desired, live, store, secrets, options=options)
         assert result.ok, result.to_dict()
         ours = {k: s.recorded_hash for b in memory.values() for k, s in b.ours().items()}
-        assert ours == {k: o.hash for k, o in world.desired.items()}
+        assert ours == {k: o.hash for k, o in credentialed(world.desired, secrets).items()}
         assert set(store.inventory()) == set(world.desired)
         assert store.unfinished() == []
-        again, _ = plan_live(world.desired, live, store)
+        again, _ = plan_live(world.desired, live, store, secrets=secrets)
         assert not again.has_changes
         secrets.close()
         store.close()

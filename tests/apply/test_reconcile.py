@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from backends.memory import MemoryBackend
-from gitops.apply.executor import load_plan
 from gitops.apply.secrets import KEY_ENV, SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import Provider
+from gitops.pipeline import apply_saved, reconcile
 from gitops.plan.baseline import ACCESS_SNAPSHOT, LAST_COMMIT, ORG_SNAPSHOT
 from gitops.plan.model import Action, Plan
+from gitops.plan.saved import load_plan
 from gitops.providers import registry
 from gitops.providers.protocol import Backend
-from gitops.reconcile import BackendsUnavailable, apply_saved, build_backends, reconcile
+from gitops.providers.wiring import BackendsUnavailable, build_backends
 from gitops.settings.model import MatrixSettings, RuntimeSettings, Settings
 from gitops.source.files import DirectorySource
 
@@ -51,7 +52,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     org = tmp_path / "org"
     shutil.copytree(EXAMPLE, org)
     store, secrets = StateStore(tmp_path / "state"), SecretStore(tmp_path / "state")
-    memory = {p.value: MemoryBackend(p, secrets=secrets) for p in Provider}
+    memory = {p.value: MemoryBackend(p) for p in Provider}
     yield Env(org, store, secrets, memory)
     store.close()
     secrets.close()
@@ -167,11 +168,11 @@ def _edit_worker(org: Path) -> None:
     target.write_text(_bump_model(target.read_text()))
 
 
-def test_without_providers_only_the_snapshots_move(env: Env) -> None:
+def test_without_providers_the_pass_stops_at_the_plan_and_records_nothing(env: Env) -> None:
     result = reconcile(DirectorySource(env.org), Settings(), store=env.store, secrets=env.secrets, backends={})
-    assert result.phase == "applied" and not result.plan.has_changes  # type: ignore[union-attr]
+    assert result.phase == "planned" and result.run is None and not result.plan.has_changes  # type: ignore[union-attr]
     assert result.plan.compared_against == "state"  # type: ignore[union-attr]
-    assert env.store.get_meta(LAST_COMMIT) == result.head
+    assert env.store.get_meta(LAST_COMMIT) is None  # nothing was applied, so nothing is recorded as applied
 
 
 def test_backends_are_built_from_settings_through_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:

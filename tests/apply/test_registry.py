@@ -10,7 +10,8 @@ import pytest
 from backends.memory import MemoryBackend
 from gitops.objects import Provider
 from gitops.providers import registry
-from gitops.providers.protocol import Backend
+from gitops.providers.protocol import Backend, BackendContext
+from gitops.settings.model import RuntimeSettings
 
 
 def test_builtin_names_are_known() -> None:
@@ -18,10 +19,10 @@ def test_builtin_names_are_known() -> None:
     assert registry.ENTRY_POINT_GROUP == "hiclaw_gitops.backends"
 
 
-def test_memory_is_created_by_name_with_options() -> None:
-    backend = registry.create("memory", provider="matrix", types=("user",), latency=0.0)
+def test_memory_is_created_by_name_with_a_context() -> None:
+    backend = registry.create("memory", BackendContext(settings=RuntimeSettings(instance="test-instance")))
     assert isinstance(backend, MemoryBackend) and isinstance(backend, Backend)
-    assert backend.provider is Provider.MATRIX and backend.types == ("user",)
+    assert backend.provider is Provider.RUNTIME and backend.instance == "test-instance"
     assert registry.get_class("memory") is MemoryBackend
 
 

@@ -88,10 +88,10 @@ def test_reapplying_the_same_plan_after_a_crash_adopts_the_half_done_create(stor
 
 def test_the_backend_adopts_on_create_with_no_duplicate() -> None:
     matrix = MemoryBackend("matrix")
-    assert matrix.apply(USER, "create", None, lambda s: s) is Outcome.CREATED
-    assert matrix.apply(USER, "create", None, lambda s: s) is Outcome.UNCHANGED
+    assert matrix.apply(USER, "create", None, lambda s: s).outcome is Outcome.CREATED
+    assert matrix.apply(USER, "create", None, lambda s: s).outcome is Outcome.UNCHANGED
     changed = obj(USER.key, {"v": 2})
-    assert matrix.apply(changed, "create", None, lambda s: s) is Outcome.CONFIGURED
+    assert matrix.apply(changed, "create", None, lambda s: s).outcome is Outcome.CONFIGURED
     assert list(matrix.ours()) == [USER.key]
     assert matrix.ours()[USER.key].recorded_hash == changed.hash
 

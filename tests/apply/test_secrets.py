@@ -43,7 +43,7 @@ def test_values_are_generated_on_first_use_by_name_shape(tmp_path: Path) -> None
 
 def test_tokens_are_never_generated_but_can_be_put(tmp_path: Path) -> None:
     store = SecretStore(tmp_path)
-    with pytest.raises(SecretMissing, match="stored by the Matrix backend"):
+    with pytest.raises(SecretMissing, match="an output of the object that produces it"):
         store.get_or_create("matrix/alice/token")
     with pytest.raises(SecretMissing, match="no secret named"):
         store.get("matrix/alice/token")

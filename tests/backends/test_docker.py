@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import time
 from typing import Any
@@ -14,7 +15,7 @@ from dockerharness import DockerEnv
 
 from backends.docker import LABEL_APPLIED, LABEL_MANAGED_BY, LABEL_SPEC_HASH, DockerBackend, classify
 from gitops.objects import ManagedObject, canonical_json
-from gitops.providers.protocol import Outcome, PermanentError, TransientError
+from gitops.providers.protocol import Outcome, PermanentError, Scope, TransientError
 from gitops.settings.model import RuntimeSettings
 
 SECRET = "s3cr3t-value-for-"  # what the test resolver puts in front of every secret name
@@ -58,7 +59,7 @@ def backend(docker_env: DockerEnv) -> Any:
 
 def test_create_runs_the_agent_with_resolved_env_and_observes_it(docker_env: DockerEnv, backend: DockerBackend) -> None:
     obj = docker_env.desired("alice")
-    assert backend.apply(obj, "create", None, docker_env.resolve) is Outcome.CREATED
+    assert backend.apply(obj, "create", None, docker_env.resolve).outcome is Outcome.CREATED
 
     attrs = docker_env.inspect(obj)
     assert attrs["Name"] == "/hiclaw-worker-alice"
@@ -73,7 +74,7 @@ def test_create_runs_the_agent_with_resolved_env_and_observes_it(docker_env: Doc
     assert env["HICLAW_WORKER_MATRIX_TOKEN"] == SECRET + "agent-alice-matrix-token"
     assert "hiclaw stand-in agent alice started" in logs_until(docker_env, obj, "started")
 
-    seen = backend.observe()[obj.key]
+    seen = backend.observe(Scope({}))[obj.key]
     assert seen.recorded_hash == obj.hash
     assert seen.spec == {**obj.spec}  # the applied record, overlaid with what Docker shows: all agree
     assert LABEL_SPEC_HASH not in seen.spec["labels"] and LABEL_APPLIED not in seen.spec["labels"]
@@ -87,7 +88,7 @@ def test_observe_is_one_list_call(docker_env: DockerEnv, backend: DockerBackend,
     original = api.containers
     monkeypatch.setattr(api, "containers", lambda *a, **kw: calls.append("list") or original(*a, **kw))
     monkeypatch.setattr(api, "inspect_container", lambda *a, **kw: pytest.fail("one call per container"))
-    assert len(backend.observe()) == 3
+    assert len(backend.observe(Scope({}))) == 3
     assert calls == ["list"]
 
 
@@ -95,23 +96,23 @@ def test_sleeping_is_a_kept_container_and_enforced_state_changes_start_and_stop_
     docker_env: DockerEnv, backend: DockerBackend
 ) -> None:
     sleeping = docker_env.desired("bob", state="Sleeping")
-    assert backend.apply(sleeping, "create", None, docker_env.resolve) is Outcome.CREATED
+    assert backend.apply(sleeping, "create", None, docker_env.resolve).outcome is Outcome.CREATED
     assert status(docker_env, sleeping) == "created"
-    assert backend.observe()[sleeping.key].spec["state"] == "Sleeping"
-    assert backend.observe()[sleeping.key].recorded_hash == sleeping.hash
+    assert backend.observe(Scope({}))[sleeping.key].spec["state"] == "Sleeping"
+    assert backend.observe(Scope({}))[sleeping.key].recorded_hash == sleeping.hash
     first = container_id(docker_env, sleeping)
 
     running = docker_env.desired("bob", state="Running")
-    assert backend.apply(running, "update", None, docker_env.resolve) is Outcome.CONFIGURED
+    assert backend.apply(running, "update", None, docker_env.resolve).outcome is Outcome.CONFIGURED
     assert (container_id(docker_env, running), status(docker_env, running)) == (first, "running")
-    assert backend.observe()[running.key].recorded_hash == running.hash
+    assert backend.observe(Scope({}))[running.key].recorded_hash == running.hash
 
     started = time.monotonic()
-    assert backend.apply(sleeping, "update", None, docker_env.resolve) is Outcome.CONFIGURED
+    assert backend.apply(sleeping, "update", None, docker_env.resolve).outcome is Outcome.CONFIGURED
     assert time.monotonic() - started < 5, "the stand-in agent must stop on SIGTERM, not after the timeout"
     assert (container_id(docker_env, sleeping), status(docker_env, sleeping)) == (first, "exited")
-    assert backend.observe()[sleeping.key].recorded_hash == sleeping.hash
-    assert backend.apply(sleeping, "update", None, docker_env.resolve) is Outcome.UNCHANGED
+    assert backend.observe(Scope({}))[sleeping.key].recorded_hash == sleeping.hash
+    assert backend.apply(sleeping, "update", None, docker_env.resolve).outcome is Outcome.UNCHANGED
 
 
 def test_paused_container_is_sleeping_and_unpaused_when_running_is_enforced(
@@ -120,11 +121,11 @@ def test_paused_container_is_sleeping_and_unpaused_when_running_is_enforced(
     obj = docker_env.desired("paula")
     backend.apply(obj, "create", None, docker_env.resolve)
     docker_env.api.pause(obj.name)
-    seen = backend.observe()[obj.key]
+    seen = backend.observe(Scope({}))[obj.key]
     assert seen.spec["state"] == "Sleeping" and seen.recorded_hash != obj.hash
-    assert backend.apply(obj, "update", seen, docker_env.resolve) is Outcome.CONFIGURED
+    assert backend.apply(obj, "update", seen, docker_env.resolve).outcome is Outcome.CONFIGURED
     assert status(docker_env, obj) == "running"
-    assert backend.observe()[obj.key].recorded_hash == obj.hash
+    assert backend.observe(Scope({}))[obj.key].recorded_hash == obj.hash
 
 
 def test_unenforced_state_is_the_agents_own_but_a_declared_change_recreates(
@@ -135,25 +136,25 @@ def test_unenforced_state_is_the_agents_own_but_a_declared_change_recreates(
     first = container_id(docker_env, running)
 
     docker_env.api.stop(running.name, timeout=10)  # the agent went to sleep by itself (idle timeout)
-    seen = backend.observe()[running.key]
+    seen = backend.observe(Scope({}))[running.key]
     assert seen.spec["state"] == "Sleeping"
     assert seen.recorded_hash == running.hash  # not drift: state is not enforced
 
     sleeping = docker_env.desired("carol", state="Sleeping", enforce=False)
-    assert backend.apply(sleeping, "update", seen, docker_env.resolve) is Outcome.CONFIGURED
+    assert backend.apply(sleeping, "update", seen, docker_env.resolve).outcome is Outcome.CONFIGURED
     assert container_id(docker_env, sleeping) != first  # the declared state lives on an immutable label
     assert status(docker_env, sleeping) == "created"
-    assert backend.observe()[sleeping.key].recorded_hash == sleeping.hash
+    assert backend.observe(Scope({}))[sleeping.key].recorded_hash == sleeping.hash
 
 
 def test_stopped_removes_the_container(docker_env: DockerEnv, backend: DockerBackend) -> None:
     obj = docker_env.desired("dave")
     backend.apply(obj, "create", None, docker_env.resolve)
     stopped = docker_env.desired("dave", state="Stopped")
-    assert backend.apply(stopped, "update", None, docker_env.resolve) is Outcome.DELETED
+    assert backend.apply(stopped, "update", None, docker_env.resolve).outcome is Outcome.DELETED
     assert docker_env.count(obj.name) == 0
-    assert obj.key not in backend.observe()
-    assert backend.apply(stopped, "create", None, docker_env.resolve) is Outcome.UNCHANGED
+    assert obj.key not in backend.observe(Scope({}))
+    assert backend.apply(stopped, "create", None, docker_env.resolve).outcome is Outcome.UNCHANGED
     assert docker_env.count(obj.name) == 0
 
 
@@ -162,11 +163,11 @@ def test_config_change_recreates_with_the_same_identity(docker_env: DockerEnv, b
     backend.apply(obj, "create", None, docker_env.resolve)
     first = container_id(docker_env, obj)
     changed = docker_env.desired("erin", config="cfg-2")
-    assert backend.apply(changed, "replace", None, docker_env.resolve) is Outcome.CONFIGURED
+    assert backend.apply(changed, "replace", None, docker_env.resolve).outcome is Outcome.CONFIGURED
     assert container_id(docker_env, changed) != first
     assert status(docker_env, changed) == "running"
     assert docker_env.env_of(changed)["HICLAW_WORKER_NAME"] == "erin"
-    assert backend.observe()[changed.key].recorded_hash == changed.hash
+    assert backend.observe(Scope({}))[changed.key].recorded_hash == changed.hash
 
 
 def test_runtime_switch_keeps_name_and_identity_env(docker_env: DockerEnv, backend: DockerBackend) -> None:
@@ -175,7 +176,8 @@ def test_runtime_switch_keeps_name_and_identity_env(docker_env: DockerEnv, backe
     before = docker_env.env_of(openclaw)
     copaw = docker_env.replaced(openclaw)
     assert copaw.spec["runtime"] == "copaw" and copaw.name == openclaw.name
-    assert backend.apply(copaw, "replace", backend.observe()[openclaw.key], docker_env.resolve) is Outcome.CONFIGURED
+    seen = backend.observe(Scope({}))[openclaw.key]
+    assert backend.apply(copaw, "replace", seen, docker_env.resolve).outcome is Outcome.CONFIGURED
 
     attrs = docker_env.inspect(copaw)
     assert attrs["Config"]["Image"] == docker_env.images["copaw"]
@@ -184,16 +186,16 @@ def test_runtime_switch_keeps_name_and_identity_env(docker_env: DockerEnv, backe
     for name in ("HICLAW_WORKER_NAME", "HICLAW_WORKER_CR_NAME", "HICLAW_WORKER_MATRIX_TOKEN", "HOME"):
         assert after[name] == before[name], name
     assert docker_env.count(copaw.name) == 1
-    assert backend.observe()[copaw.key].recorded_hash == copaw.hash
+    assert backend.observe(Scope({}))[copaw.key].recorded_hash == copaw.hash
 
 
 def test_concurrent_applies_share_one_backend(docker_env: DockerEnv, backend: DockerBackend) -> None:
     """The executor applies independent changes from worker threads; the first ones race to create the network."""
     objs = [docker_env.desired(f"crowd-{i}", state="Sleeping") for i in range(6)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        outcomes = list(pool.map(lambda o: backend.apply(o, "create", None, docker_env.resolve), objs))
+        outcomes = list(pool.map(lambda o: backend.apply(o, "create", None, docker_env.resolve).outcome, objs))
     assert outcomes == [Outcome.CREATED] * 6
-    seen = backend.observe()
+    seen = backend.observe(Scope({}))
     assert all(seen[o.key].recorded_hash == o.hash for o in objs)
     assert len(docker_env.api.networks(names=[docker_env.network])) == 1
 
@@ -204,7 +206,7 @@ def test_duplicate_networks_of_ours_are_cleaned_up(docker_env: DockerEnv, backen
     for _ in range(2):
         docker_env.api.create_network(docker_env.network, driver="bridge", labels=labels)
     obj = docker_env.desired("dora", state="Sleeping")
-    assert backend.apply(obj, "create", None, docker_env.resolve) is Outcome.CREATED
+    assert backend.apply(obj, "create", None, docker_env.resolve).outcome is Outcome.CREATED
     assert len(docker_env.api.networks(names=[docker_env.network])) == 1
 
 
@@ -217,16 +219,16 @@ def test_removed_behind_our_back_is_observed_absent_and_recreated(
     obj = docker_env.desired("gina")
     backend.apply(obj, "create", None, docker_env.resolve)
     docker_env.api.remove_container(obj.name, force=True)
-    assert obj.key not in backend.observe()
-    assert backend.apply(obj, "update", None, docker_env.resolve) is Outcome.CREATED
-    assert backend.observe()[obj.key].recorded_hash == obj.hash
+    assert obj.key not in backend.observe(Scope({}))
+    assert backend.apply(obj, "update", None, docker_env.resolve).outcome is Outcome.CREATED
+    assert backend.observe(Scope({}))[obj.key].recorded_hash == obj.hash
 
 
 def test_stopped_behind_our_back_shows_sleeping(docker_env: DockerEnv, backend: DockerBackend) -> None:
     obj = docker_env.desired("hank")  # enforce_state: the observed state is part of the recorded hash
     backend.apply(obj, "create", None, docker_env.resolve)
     docker_env.api.stop(obj.name, timeout=10)
-    seen = backend.observe()[obj.key]
+    seen = backend.observe(Scope({}))[obj.key]
     assert seen.spec["state"] == "Sleeping"
     assert seen.recorded_hash == docker_env.desired("hank", state="Sleeping").hash != obj.hash
 
@@ -238,22 +240,22 @@ def test_labels_changed_behind_our_back_break_the_record(docker_env: DockerEnv, 
 
     edited = {**labels, "hiclaw.io/role": "team_leader"}  # a label edited, our record copied as it was
     recreate_by_hand(docker_env, obj, edited)
-    seen = backend.observe()[obj.key]
+    seen = backend.observe(Scope({}))[obj.key]
     assert seen.recorded_hash != obj.hash
     assert seen.spec["labels"]["hiclaw.io/role"] == "team_leader"
 
     forged = {**labels, LABEL_SPEC_HASH: "0" * 16}  # the hash label disagrees with the applied record
     recreate_by_hand(docker_env, obj, forged)
-    assert backend.observe()[obj.key].recorded_hash != obj.hash
+    assert backend.observe(Scope({}))[obj.key].recorded_hash != obj.hash
 
     no_record = {k: v for k, v in labels.items() if k not in (LABEL_SPEC_HASH, LABEL_APPLIED)}
     recreate_by_hand(docker_env, obj, no_record)
-    seen = backend.observe()[obj.key]
+    seen = backend.observe(Scope({}))[obj.key]
     assert seen.recorded_hash is None
-    assert set(seen.spec) == {"image", "labels", "network", "state"}
+    assert set(seen.spec) == {"image", "labels", "state"}
 
-    assert backend.apply(obj, "replace", seen, docker_env.resolve) is Outcome.CONFIGURED
-    assert backend.observe()[obj.key].recorded_hash == obj.hash
+    assert backend.apply(obj, "replace", seen, docker_env.resolve).outcome is Outcome.CONFIGURED
+    assert backend.observe(Scope({}))[obj.key].recorded_hash == obj.hash
     assert docker_env.count(obj.name) == 1
 
 
@@ -263,13 +265,13 @@ def test_image_tag_moved_is_image_drift(docker_env: DockerEnv, backend: DockerBa
     try:
         obj = docker_env.desired("jane", image=tag)
         backend.apply(obj, "create", None, docker_env.resolve)
-        assert backend.observe()[obj.key].recorded_hash == obj.hash
+        assert backend.observe(Scope({}))[obj.key].recorded_hash == obj.hash
         docker_env.api.commit(obj.name, repository=tag.rsplit(":", 1)[0], tag="latest", changes=["LABEL rebuilt=1"])
-        seen = backend.observe()[obj.key]
+        seen = backend.observe(Scope({}))[obj.key]
         assert seen.spec["image"].startswith("sha256:")
         assert seen.recorded_hash is None
-        assert backend.apply(obj, "replace", seen, docker_env.resolve) is Outcome.CONFIGURED
-        assert backend.observe()[obj.key].recorded_hash == obj.hash
+        assert backend.apply(obj, "replace", seen, docker_env.resolve).outcome is Outcome.CONFIGURED
+        assert backend.observe(Scope({}))[obj.key].recorded_hash == obj.hash
     finally:
         docker_env.cleanup()
         docker_env.api.remove_image(tag, force=True)
@@ -285,11 +287,11 @@ def test_adoption_after_a_crash_keeps_the_container(docker_env: DockerEnv, backe
     first = container_id(docker_env, obj)
     restarted = docker_env.backend()
     try:
-        assert obj.key in restarted.observe()
-        assert restarted.apply(obj, "create", None, docker_env.resolve) is Outcome.UNCHANGED
+        assert obj.key in restarted.observe(Scope({}))
+        assert restarted.apply(obj, "create", None, docker_env.resolve).outcome is Outcome.UNCHANGED
         assert container_id(docker_env, obj) == first
         docker_env.api.stop(obj.name, timeout=10)  # died before it was started: adopt, and start it
-        assert restarted.apply(obj, "create", None, docker_env.resolve) is Outcome.CONFIGURED
+        assert restarted.apply(obj, "create", None, docker_env.resolve).outcome is Outcome.CONFIGURED
         assert (container_id(docker_env, obj), status(docker_env, obj)) == (first, "running")
     finally:
         restarted.close()
@@ -301,7 +303,7 @@ def test_dead_engine_is_transient(docker_env: DockerEnv, tmp_path: Any) -> None:
     obj = docker_env.desired("luke")
     try:
         with pytest.raises(TransientError, match="unreachable") as observed:
-            dead.observe()
+            dead.observe(Scope({}))
         assert url in str(observed.value)
         with pytest.raises(TransientError):
             dead.apply(obj, "create", None, docker_env.resolve)
@@ -324,9 +326,10 @@ def test_missing_image_or_bad_spec_is_permanent_and_keeps_the_old_container(
     assert "hiclaw-test/not-built:never" in message
     assert "never pulled" in message and "docker build -t hiclaw-test/not-built:never" in message
     assert container_id(docker_env, obj) == first
-    bad_policy = ManagedObject(obj.provider, obj.type, obj.name, {**obj.spec, "restart_policy": "often"}, obj.owner)
+    misconfigured = DockerBackend(dataclasses.replace(docker_env.settings(), restart_policy="often"))
     with pytest.raises(PermanentError, match="restart policy 'often'"):
-        backend.apply(bad_policy, "replace", None, docker_env.resolve)
+        misconfigured.apply(obj, "replace", None, docker_env.resolve)
+    misconfigured.close()
     assert (container_id(docker_env, obj), status(docker_env, obj)) == (first, "running")
 
 
@@ -371,7 +374,7 @@ def test_wrong_object_and_bad_specs_are_permanent(docker_env: DockerEnv, backend
 def test_secret_values_never_reach_observations_labels_or_errors(docker_env: DockerEnv, backend: DockerBackend) -> None:
     obj = docker_env.desired("pete")
     backend.apply(obj, "create", None, docker_env.resolve)
-    observed = backend.observe()
+    observed = backend.observe(Scope({}))
     assert SECRET not in canonical_json({k: [o.spec, o.recorded_hash] for k, o in observed.items()})
     assert observed[obj.key].spec["env"]["HICLAW_WORKER_MATRIX_TOKEN"] == "secret://agent/pete/matrix-token"
     labels = docker_env.inspect(obj)["Config"]["Labels"]
@@ -396,7 +399,7 @@ def test_foreign_container_under_our_name_is_refused(docker_env: DockerEnv, back
     assert docker_env.count(obj.name) == 1
     other = DockerBackend(docker_env.settings(instance="another-instance"))
     try:
-        assert obj.key not in other.observe()
+        assert obj.key not in other.observe(Scope({}))
     finally:
         other.close()
     assert LABEL_MANAGED_BY not in docker_env.inspect(obj)["Config"]["Labels"]

@@ -24,7 +24,8 @@ from deploy import localstack
 from gitops.apply.executor import ApplyOptions
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
-from gitops.reconcile import ReconcileResult, build_backends, close_backends, reconcile
+from gitops.pipeline import ReconcileResult, reconcile
+from gitops.providers.wiring import build_backends, close_backends
 from gitops.settings.model import RuntimeSettings, Settings
 from gitops.source.files import DirectorySource
 

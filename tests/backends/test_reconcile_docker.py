@@ -12,7 +12,9 @@ from dockerharness import IMAGES, INSTANCE, NETWORK, SESSION
 from deploy import localstack
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
-from gitops.reconcile import ReconcileResult, build_backends, close_backends, reconcile
+from gitops.pipeline import ReconcileResult, reconcile
+from gitops.providers.protocol import Scope
+from gitops.providers.wiring import build_backends, close_backends
 from gitops.settings.model import RuntimeSettings, Settings
 from gitops.source.files import DirectorySource
 
@@ -56,7 +58,7 @@ class Site:
         return result
 
     def containers(self) -> dict[str, str]:
-        observed = next(iter(self.backends.values())).observe()
+        observed = next(iter(self.backends.values())).observe(Scope({}))
         return {k.rsplit("/", 1)[1].removesuffix(f"-{SESSION}"): o.spec["state"] for k, o in observed.items()}
 
 

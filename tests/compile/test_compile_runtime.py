@@ -147,7 +147,10 @@ def test_config_change_changes_only_the_config_hash() -> None:
     assert {k for k in before if before[k] != after[k]} == {"config_hash"}  # an update (restart), not a re-creation
 
 
-def test_network_and_restart_policy_from_settings() -> None:
+def test_docker_only_settings_stay_out_of_the_runtime_spec() -> None:
+    """Network and restart policy are the Docker backend's settings, not part of what any runtime is told to run
+    (a Kubernetes Deployment has neither): changing them changes no compiled spec."""
     settings = replace(ALL, runtime=RuntimeSettings(network="acme-net", restart_policy="always"))
     spec_ = container(worker("alice"), name="hiclaw-worker-alice", settings=settings)
-    assert (spec_["network"], spec_["restart_policy"]) == ("acme-net", "always")
+    assert "network" not in spec_ and "restart_policy" not in spec_
+    assert spec_ == container(worker("alice"), name="hiclaw-worker-alice", settings=ALL)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gitops.daemon.loop import GitPoller, LoopState, Pass, Reconciler, default_pass
+from gitops.daemon.loop import GitPoller, LoopState, Pass, Reconciler
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.notify import EscalationTracker, Message
+from gitops.daemon.passes import default_pass
 from gitops.settings.model import Settings, SourceSettings, StatusSettings
 from gitops.source.git import GitSource, SignatureVerifier
 from gitops.status.model import GitStatusStore

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from gitops.daemon.loop import PollOutcome
+from gitops.providers.protocol import Scope
 from gitops.settings.model import DriftSettings, RuntimeSettings
 
 from .gitutil import OrgRepo, worker
@@ -33,7 +34,7 @@ def test_commits_are_applied_and_status_says_so(org: OrgRepo, tmp_path: Path) ->
     alice = status_of(org, "status/worker/alice.yaml")
     assert alice["phase"] == "Ready"
     assert {c["type"]: c["reason"] for c in alice["conditions"]} == {"Valid": "Validated", "Applied": "Applied"}
-    assert set(runtime.observe()) == {"runtime/container/hiclaw-worker-alice"}
+    assert set(runtime.observe(Scope({}))) == {"runtime/container/hiclaw-worker-alice"}
 
     second = org.commit_and_push("bob, alice sleeps", {
         "workers/bob.yaml": worker("bob"),
@@ -42,8 +43,9 @@ def test_commits_are_applied_and_status_says_so(org: OrgRepo, tmp_path: Path) ->
     assert poller.poll() is PollOutcome.PROCESSED
     assert status_of(org, "status/summary.yaml")["commit"] == second
     assert status_of(org, "status/summary.yaml")["result"] == "Reconciled"
-    assert set(runtime.observe()) == {"runtime/container/hiclaw-worker-alice", "runtime/container/hiclaw-worker-bob"}
-    assert runtime.observe()["runtime/container/hiclaw-worker-alice"].spec["state"] == "Sleeping"
+    seen = set(runtime.observe(Scope({})))
+    assert seen == {"runtime/container/hiclaw-worker-alice", "runtime/container/hiclaw-worker-bob"}
+    assert runtime.observe(Scope({}))["runtime/container/hiclaw-worker-alice"].spec["state"] == "Sleeping"
 
     writes = runtime.write_calls
     assert poller.poll() is PollOutcome.UNCHANGED  # nothing new: no pass, no write
@@ -62,7 +64,7 @@ def test_a_stopped_agent_converges_to_no_container(org: OrgRepo, tmp_path: Path)
     assert poller.poll() is PollOutcome.PROCESSED
     assert status_of(org, "status/summary.yaml")["result"] == "Reconciled"  # verify accepts the absence
     # the reference backend keeps a record in state Stopped; Docker removes the container (absent by design)
-    assert [o.spec["state"] for o in runtime.observe().values()] == ["Stopped"]
+    assert [o.spec["state"] for o in runtime.observe(Scope({})).values()] == ["Stopped"]
     # the next pass over the same commit plans nothing: absence is what was applied
     result = poller.reconciler.pass_fn(poller.source.tree_source(poller.source.tip()), "again")  # type: ignore[attr-defined]
     assert result.plan["counts"] == {"create": 0, "update": 0, "replace": 0, "delete": 0}
@@ -79,7 +81,7 @@ def test_drift_every_n_polls_is_reported_then_healed(org: OrgRepo, tmp_path: Pat
     assert poller.poll() is PollOutcome.UNCHANGED  # poll 1: no check yet, nothing written
     writes = runtime.write_calls
     assert poller.poll() is PollOutcome.UNCHANGED  # poll 2: checked, reported, not healed
-    assert runtime.write_calls == writes and runtime.observe() == {}
+    assert runtime.write_calls == writes and runtime.observe(Scope({})) == {}
     text = poller.metrics.render().decode()
     assert "hiclaw_gitops_drift_changes 1.0" in text
     assert 'hiclaw_gitops_drift_checks_total{result="drift"} 1.0' in text
@@ -87,5 +89,5 @@ def test_drift_every_n_polls_is_reported_then_healed(org: OrgRepo, tmp_path: Pat
     poller.settings = replace(settings, drift=DriftSettings(every_polls=2, mode="heal"))
     assert poller.poll() is PollOutcome.UNCHANGED
     assert poller.poll() is PollOutcome.PROCESSED  # healed: the commit reconciled again
-    assert set(runtime.observe()) == {"runtime/container/hiclaw-worker-alice"}
+    assert set(runtime.observe(Scope({}))) == {"runtime/container/hiclaw-worker-alice"}
     assert len(org.log("hiclaw-status")) == 2

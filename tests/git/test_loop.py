@@ -22,12 +22,12 @@ from gitops.daemon.loop import (
     Reconciler,
     StateLock,
     configure_logging,
-    default_pass,
     next_wait,
     watch_directory,
 )
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.notify import EscalationTracker
+from gitops.daemon.passes import default_pass
 from gitops.settings.load import REDACTOR
 from gitops.settings.model import NotifySettings, Settings, StatusSettings
 from gitops.source.files import FileSource

@@ -15,6 +15,10 @@ D = "hiclaw.test"
 ALL = (Provider.RUNTIME, Provider.MATRIX, Provider.STORAGE, Provider.GATEWAY)
 
 
+# What a runtime backend declares forces a replace of a container (its traits; the planner asks, never assumes).
+CONTAINER_REPLACE_ON = frozenset({"image", "env", "runtime", "ports", "labels"})
+
+
 def uid(name: str) -> str:
     return f"@{name}:{D}"
 
@@ -97,6 +101,7 @@ def sample() -> Plan:
             {"allowed_consumers": ["worker-alice", "worker-fe-dev"]}, "org"),
     )
     return make_plan(
+        replace_on=lambda o: CONTAINER_REPLACE_ON if o.type == "container" else frozenset(),
         desired=desired,
         current=current,
         head="4f5e6d7c8b9a",
