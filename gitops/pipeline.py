@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gitops.apply.executor import ApplyOptions, RunResult, describe, execute
+from gitops.apply.executor import ApplyOptions, describe, execute
 from gitops.apply.observe import LiveState, ObserveError, observe_live
+from gitops.apply.result import RunResult
 from gitops.apply.secrets import SecretStore, consumed_digest
 from gitops.apply.state import StateStore, org_snapshot
 from gitops.compile import CompileCache, compile_org

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.apply.executor import ApplyOptions, RunResult, Status, StepResult
+from gitops.apply.executor import ApplyOptions
+from gitops.apply.result import RunResult, Status, StepResult
 from gitops.apply.secrets import SecretError, SecretStore
 from gitops.apply.state import StateStore
 from gitops.commands._common import load_settings, org_root, report

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from backends.memory import MemoryBackend
-from gitops.apply.executor import ApplyOptions, RunResult, execute
+from gitops.apply.executor import ApplyOptions, execute
 from gitops.apply.observe import LiveState, observe_live
+from gitops.apply.result import RunResult
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import DesiredState, ManagedObject, Provider

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from backends.memory import LIE, MemoryBackend, transient_then_ok
-from gitops.apply.executor import ApplyOptions, Status, backoff_delay, execute
+from gitops.apply.executor import ApplyOptions, backoff_delay, execute
+from gitops.apply.result import Status
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import ManagedObject, Provider, secret_ref

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from backends.memory import Crash, MemoryBackend
-from gitops.apply.executor import Status, execute
+from gitops.apply.executor import execute
 from gitops.apply.observe import observe_live
+from gitops.apply.result import Status
 from gitops.apply.state import StateStore
 from gitops.providers.protocol import Outcome
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backends.memory import MemoryBackend
-from gitops.apply.executor import Status
+from gitops.apply.result import Status
 from gitops.apply.secrets import KEY_ENV, SecretError, SecretMissing, SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import secret_ref
