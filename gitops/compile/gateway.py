@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from gitops.compile.identities import Chart, agent_model, consumer_name, gateway_key, managed
+from gitops.compile.identities import agent_model, consumer_name, gateway_key, managed
 from gitops.objects import ManagedObject, Provider, make_key
 from gitops.org import Agent
 from gitops.settings.model import GatewaySettings
@@ -37,13 +37,6 @@ def gateway_mcp_server(url: str, gateway: GatewaySettings) -> str | None:
     if len(parts) > 2 and parts[0] == "" and parts[1] == "mcp-servers" and parts[2]:
         return parts[2]
     return None
-
-
-def gateway_objects(chart: Chart, gateway: GatewaySettings) -> list[ManagedObject]:
-    out: list[ManagedObject] = []
-    for agent in chart.agents():
-        out.extend(consumer_objects(agent))
-    return out + grant_objects([consumer_of(agent, gateway) for agent in chart.agents()], gateway)
 
 
 Consumer = tuple[str, str, tuple[str, ...]]  # consumer name, model, gateway MCP servers it names

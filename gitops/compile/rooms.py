@@ -89,12 +89,6 @@ def alias(room: Room, chart: Chart | Identities) -> str:
     return f"#{room.localpart}:{chart.domain}"
 
 
-def room_objects(rooms: list[Room], chart: Chart, users: Mapping[str, str]) -> list[ManagedObject]:
-    """`matrix/room/<alias localpart>`, depending on the accounts of its managed members."""
-    ids = chart.identities
-    return [room_object(room, ids, users) for room in rooms]
-
-
 def room_object(room: Room, ids: Identities, users: Mapping[str, str]) -> ManagedObject:
     # The actor creates the room and keeps power to repair it, so it is always a member with power 100.
     members = sorted(room.members | {ids.actor})

@@ -44,14 +44,6 @@ MANAGER_CONFIG_ENV = {
 }
 
 
-def container_objects(
-    chart: Chart, agents: Sequence[Agent], files: Mapping[str, Mapping[str, Stored]], settings: Settings
-) -> list[ManagedObject]:
-    """A container per agent, after its account, files, storage user and consumer (those that are managed)."""
-    containers = (agent_container(chart, agent, files[agent.runtime_name], settings) for agent in agents)
-    return [c for c in containers if c is not None]
-
-
 def agent_container(
     chart: Chart | Identities, agent: Agent, files: Mapping[str, Stored], settings: Settings
 ) -> ManagedObject | None:

@@ -190,20 +190,6 @@ def config_hash(files: Mapping[str, Stored]) -> str:
     return spec_hash({key: f.hash for key, f in files.items()})
 
 
-def storage_objects(
-    chart: Chart, files: Mapping[str, Mapping[str, Stored]], agents: Sequence[Agent], settings: Settings
-) -> list[ManagedObject]:
-    """The bucket, every agent's files, the shared prefixes and (with the admin API) users and policies."""
-    out = shared_storage(settings) + [team_keep(team, settings) for team in chart.teams]
-    for agent in agents:
-        out += file_objects(agent, files[agent.runtime_name], settings)
-    if storage_users(settings):
-        teams = {t.name: t.runtime_name for t in chart.teams}
-        for agent in agents:
-            out.extend(storage_identity(agent, settings.bucket, teams))
-    return out
-
-
 _KEEP = ("", EMPTY)
 
 
