@@ -39,7 +39,7 @@ TARGET_SPEEDUP_AT_8 = 6.0
 def one_level(org: Path, concurrency: int, latency: float, settings: Settings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="apply-bench-") as tmp:
         store, secrets = StateStore(tmp), SecretStore(tmp)
-        memory = {p: MemoryBackend(p, latency=latency, secrets=secrets) for p in Provider}
+        memory = {p: MemoryBackend(p, latency=latency) for p in Provider}
         backends: dict[Provider, Backend] = dict(memory)
         options = ApplyOptions.from_settings(settings, concurrency=concurrency)
         started = time.perf_counter()

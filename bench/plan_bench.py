@@ -190,7 +190,7 @@ def _child(*args: str) -> dict[str, Any]:
 
 
 def _median(runs: list[dict[str, Any]], key: str = "seconds") -> float:
-    return statistics.median(r[key] for r in runs)
+    return float(statistics.median(r[key] for r in runs))
 
 
 def bench_scale(scale: int, repeat: int, log: Callable[[str], None]) -> dict[str, Any]:

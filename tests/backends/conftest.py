@@ -49,7 +49,8 @@ def images(docker_client: Any) -> Mapping[str, str]:
             build_stand_in(docker_client, missing)
         except StackError as exc:
             pytest.fail(f"cannot build the stand-in image: {exc}", pytrace=False)
-    return IMAGES
+    images: Mapping[str, str] = IMAGES
+    return images
 
 
 @pytest.fixture

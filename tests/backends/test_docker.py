@@ -33,7 +33,7 @@ def logs_until(env: DockerEnv, obj: ManagedObject, text: str, timeout: float = 5
     deadline = time.monotonic() + timeout
     out = ""
     while time.monotonic() < deadline:
-        out = env.api.logs(obj.name).decode()
+        out = str(env.api.logs(obj.name).decode())
         if text in out:
             return out
         time.sleep(0.05)
@@ -86,7 +86,11 @@ def test_observe_is_one_list_call(docker_env: DockerEnv, backend: DockerBackend,
     api = backend._api()
     calls: list[str] = []
     original = api.containers
-    monkeypatch.setattr(api, "containers", lambda *a, **kw: calls.append("list") or original(*a, **kw))
+    def listing(*a: Any, **kw: Any) -> Any:
+        calls.append("list")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(api, "containers", listing)
     monkeypatch.setattr(api, "inspect_container", lambda *a, **kw: pytest.fail("one call per container"))
     assert len(backend.observe(Scope({}))) == 3
     assert calls == ["list"]

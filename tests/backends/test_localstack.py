@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import sys
 import tarfile
 import time
@@ -49,16 +52,16 @@ def test_remote_engine_is_never_started(tmp_path: Path) -> None:
 
 def test_missing_dockerd_says_how_to_install(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(localstack, "engine_answers", lambda *a, **kw: False)
-    monkeypatch.setattr(localstack.shutil, "which", lambda name: None)
-    monkeypatch.setattr(localstack.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(StackError, match=r"apt-get update && apt-get install -y docker.io"):
         DockerEngine(tmp_path).ensure()
 
 
 def test_starting_dockerd_needs_root(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(localstack, "engine_answers", lambda *a, **kw: False)
-    monkeypatch.setattr(localstack.shutil, "which", lambda name: "/usr/sbin/dockerd")
-    monkeypatch.setattr(localstack.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/sbin/dockerd")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(StackError, match="needs root"):
         DockerEngine(tmp_path).ensure()
 

@@ -15,12 +15,14 @@ GOLDEN = Path(__file__).parent / "golden"
 
 @pytest.fixture
 def sample_plan() -> dict[str, Any]:
-    return sample().to_dict()
+    data: dict[str, Any] = sample().to_dict()
+    return data
 
 
 @pytest.fixture
 def no_change_plan() -> dict[str, Any]:
-    return no_changes().to_dict()
+    data: dict[str, Any] = no_changes().to_dict()
+    return data
 
 
 @pytest.fixture
