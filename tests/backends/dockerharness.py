@@ -17,7 +17,7 @@ import docker.errors
 from backends.docker import LABEL_MANAGED_BY, DockerBackend
 from gitops.objects import ManagedObject, Provider, secret_ref
 from gitops.providers.conformance import secret_resolver
-from gitops.providers.protocol import Resolve
+from gitops.providers.protocol import BackendContext, Resolve
 from gitops.settings.model import RuntimeSettings
 
 SESSION = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -38,7 +38,11 @@ def remove_session_containers(client: Any) -> None:
 
 
 class DockerEnv:
-    """The conformance harness for Docker containers, and helpers for the Docker-specific tests."""
+    """The conformance harness for Docker containers (`gitops.providers.conformance.Harness`), and helpers for
+    the Docker-specific tests. Network and restart policy are backend settings, not part of a container spec."""
+
+    backend_class = DockerBackend
+    records_hash = True  # the spec-hash label
 
     def __init__(self, client: Any, images: Mapping[str, str]) -> None:
         self.client = client
@@ -54,8 +58,11 @@ class DockerEnv:
     def settings(self, **changes: Any) -> RuntimeSettings:
         return RuntimeSettings(**{"instance": self.instance, "network": self.network, **changes})
 
+    def context(self) -> BackendContext:
+        return BackendContext(settings=self.settings(), instance=self.instance)
+
     def backend(self) -> DockerBackend:
-        return DockerBackend(self.settings())
+        return DockerBackend(self.context())
 
     def desired(
         self,
@@ -96,8 +103,6 @@ class DockerEnv:
             "state": state or ("Running", "Sleeping")[revision % 2],
             "enforce_state": enforce,
             "config_hash": config,
-            "network": self.network,
-            "restart_policy": "unless-stopped",
         }
         return ManagedObject(Provider.RUNTIME, "container", f"hiclaw-worker-{name}", spec, f"Worker/{name}")
 
