@@ -9,7 +9,9 @@ are never listed, changed or removed — a create that finds one under its name 
 
 Labels. A container carries the spec's labels (ownership and identity, set by the compiler; the
 managed-by label is always this instance) plus two of ours, written when the container is created:
-  - `hiclaw.io/spec-hash`: `obj.hash`, the hash of the full desired spec as applied (state included);
+  - `hiclaw.io/spec-hash`: `obj.hash`, the hash of the full desired spec as applied (state included) and of
+    `hiclaw.io/consumed`, the digest of the secret values the container was given (a re-issued credential
+    changes it, so the container is re-created with the new value);
   - `hiclaw.io/applied-spec`: the desired spec as applied, canonical JSON. Specs hold only `secret://`
     references, never secret values, so the label holds none either; resolved values reach only the
     container's environment.
@@ -64,7 +66,7 @@ import docker
 import docker.errors
 import requests
 
-from gitops.objects import ManagedObject, Provider, canonical_json, make_key, spec_hash
+from gitops.objects import ManagedObject, Provider, canonical_json, make_key, object_hash
 from gitops.providers.protocol import (
     ApplyResult,
     BackendContext,
@@ -84,8 +86,9 @@ TYPE = "container"
 DEFAULT_SOCKET = "/var/run/docker.sock"
 LABEL_MANAGED_BY = "hiclaw.io/managed-by"
 LABEL_SPEC_HASH = "hiclaw.io/spec-hash"
+LABEL_CONSUMED = "hiclaw.io/consumed"  # digest of the secret values the container carries (never a value)
 LABEL_APPLIED = "hiclaw.io/applied-spec"
-INTERNAL_LABELS = frozenset({LABEL_SPEC_HASH, LABEL_APPLIED})
+INTERNAL_LABELS = frozenset({LABEL_SPEC_HASH, LABEL_APPLIED, LABEL_CONSUMED})
 
 RUNNING, SLEEPING, STOPPED = "Running", "Sleeping", "Stopped"
 NEVER_STARTED = "Created"  # observed state of a container created but never started (an apply cut short)
@@ -210,6 +213,10 @@ class Facts:
         return {k: v for k, v in sorted(self.labels.items()) if k not in INTERNAL_LABELS}
 
     @property
+    def consumed(self) -> str:
+        return self.labels.get(LABEL_CONSUMED, "")
+
+    @property
     def state(self) -> str:
         return observed_state(self.status)
 
@@ -222,7 +229,7 @@ class Facts:
             applied = json.loads(text)
         except ValueError:
             return None
-        if not isinstance(applied, dict) or spec_hash(applied) != recorded:
+        if not isinstance(applied, dict) or object_hash(applied, self.consumed) != recorded:
             return None
         # The image's own labels are merged into the container's, so only the labels we set are compared.
         agrees = (
@@ -238,7 +245,7 @@ class Facts:
         if applied is None:
             return None
         if applied.get("enforce_state") is True:
-            return spec_hash({**applied, "state": state or self.state})
+            return object_hash({**applied, "state": state or self.state}, self.consumed)
         return self.labels[LABEL_SPEC_HASH]
 
     def observed_spec(self, instance: str, network: str) -> dict[str, Any]:
@@ -508,6 +515,8 @@ class DockerBackend:
         plain = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
         labels = container_labels(spec, self.instance)
         labels[LABEL_SPEC_HASH] = obj.hash
+        if obj.consumed:
+            labels[LABEL_CONSUMED] = obj.consumed
         labels[LABEL_APPLIED] = canonical_json(dict(spec))
         exposed, bindings = _ports(spec.get("ports") or ())
         return Creation(

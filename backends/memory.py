@@ -84,7 +84,11 @@ class MemoryBackend:
     """A backend over a dict. One instance serves one provider and the object types given at construction
     (none given: any type), with the traits given per type."""
 
-    traits: Mapping[str, TypeTraits] = {}
+    # As the registry builds it (`runtime.backend: memory`): a runtime backend serving any type. Instances built
+    # for another provider serve that one, with the traits given (none by default).
+    provider: Provider = Provider.RUNTIME
+    types: tuple[str, ...] = ()
+    traits: Mapping[str, TypeTraits] = RUNTIME_TRAITS
 
     def __init__(
         self,
@@ -108,8 +112,9 @@ class MemoryBackend:
             instance = str(getattr(ctx.settings, "instance", "") or ctx.instance)
         self.provider = Provider(provider)
         self.types: tuple[str, ...] = tuple(types)
-        self.traits = dict(traits if traits is not None else RUNTIME_TRAITS if self.provider is Provider.RUNTIME
-                           else {})
+        declared = type(self).traits  # a subclass may declare its own
+        self.traits = dict(traits if traits is not None else declared if self.provider is Provider.RUNTIME
+                           or declared is not RUNTIME_TRAITS else {})
         self.instance = instance
         self.latency = latency
         self.faults = faults
@@ -140,7 +145,8 @@ class MemoryBackend:
             self.objects[key] = Stored(spec, spec, None, None, self._new_id(), 1)
 
     def put_foreign_entry(self, record: str, entry: str, spec: Mapping[str, Any]) -> None:
-        """Place someone else's entry in a shared record (a consumer another tool granted on a route)."""
+        """Place someone else's entry (`type/name`) in a shared record (a consumer another tool granted on a
+        route)."""
         with self._lock:
             self.records.setdefault(record, {})[entry] = Stored(spec, spec, None, None, self._new_id(), 1)
 
@@ -168,9 +174,10 @@ class MemoryBackend:
                 traits = traits_of(self, type_)
                 prefix = f"{self.provider.value}/{type_}/"
                 with self._lock:
-                    if traits.ownership is Ownership.SHARED:
-                        found = [(prefix + name, s) for entries in self.records.values()
-                                 for name, s in entries.items() if s.managed_by == self.instance]
+                    if traits.ownership is Ownership.SHARED:  # entries are keyed `type/name` inside a record
+                        found = [(f"{self.provider.value}/{entry}", s) for entries in self.records.values()
+                                 for entry, s in entries.items()
+                                 if s.managed_by == self.instance and entry.startswith(type_ + "/")]
                     else:
                         found = [(k, s) for k, s in self.objects.items()
                                  if s.managed_by == self.instance and k.startswith(prefix)]
@@ -251,10 +258,13 @@ class MemoryBackend:
     def _record(self, obj: ManagedObject) -> str:
         return obj.shares or obj.key
 
+    def _entry(self, obj: ManagedObject) -> str:
+        return f"{obj.type}/{obj.name}"
+
     def _existing(self, obj: ManagedObject, shared: bool) -> Stored | None:
         with self._lock:
             if shared:
-                return self.records.get(self._record(obj), {}).get(obj.name)
+                return self.records.get(self._record(obj), {}).get(self._entry(obj))
             return self.objects.get(obj.key)
 
     def _check(self, obj: ManagedObject) -> None:
@@ -300,21 +310,21 @@ class MemoryBackend:
 
     def _store(self, obj: ManagedObject, stored: Stored) -> None:
         if traits_of(self, obj.type).ownership is Ownership.SHARED:
-            self.records.setdefault(self._record(obj), {})[obj.name] = stored
+            self.records.setdefault(self._record(obj), {})[self._entry(obj)] = stored
         else:
             self.objects[obj.key] = stored
 
     def _write(self, obj: ManagedObject, stored: Stored, shared: bool) -> None:
         with self._lock:
             if shared:
-                self.records.setdefault(self._record(obj), {})[obj.name] = stored
+                self.records.setdefault(self._record(obj), {})[self._entry(obj)] = stored
             else:
                 self.objects[obj.key] = stored
 
     def _remove(self, obj: ManagedObject, shared: bool) -> None:
         with self._lock:
             if shared:
-                self.records.get(self._record(obj), {}).pop(obj.name, None)
+                self.records.get(self._record(obj), {}).pop(self._entry(obj), None)
             else:
                 self.objects.pop(obj.key, None)
 

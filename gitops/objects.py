@@ -110,6 +110,13 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
 
 
+def object_hash(spec: Mapping[str, Any], consumed: str = "") -> str:
+    """A managed object's hash: its spec's, combined with the digest of the secret values it consumes (if any).
+    Backends that record the hash on what they write recompute it with this."""
+    digest = spec_hash(spec)
+    return hashlib.sha256(f"{digest}:{consumed}".encode()).hexdigest()[:16] if consumed else digest
+
+
 def make_key(provider: Provider | str, type_: str, name: str) -> str:
     return f"{Provider(provider).value}/{type_}/{name}"
 
@@ -148,10 +155,7 @@ class ManagedObject:
         # Computed once: plans compare hashes of tens of thousands of objects.
         object.__setattr__(self, "key", make_key(self.provider, self.type, self.name))
         if not self.hash:
-            digest = spec_hash(self.spec)
-            if self.consumed:
-                digest = hashlib.sha256(f"{digest}:{self.consumed}".encode()).hexdigest()[:16]
-            object.__setattr__(self, "hash", digest)
+            object.__setattr__(self, "hash", object_hash(self.spec, self.consumed))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickling through the dataclass's own state methods costs ten times more, field by field in Python:

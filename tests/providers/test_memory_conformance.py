@@ -174,11 +174,11 @@ class MatrixHarness(MemoryHarness):
         return ManagedObject(Provider.MATRIX, "grant", name, spec, "org", shares=record)
 
     def plant_foreign_entry(self, record: str, entry: str) -> None:
-        self.backend().put_foreign_entry(record, entry, {"member": f"@{entry}:elsewhere.test", "level": 100})
-        self.planted[f"{record}#{entry}"] = self.system.records[record][entry]
+        self.backend().put_foreign_entry(record, f"grant/{entry}", {"member": f"@{entry}:elsewhere.test", "level": 100})
+        self.planted[f"{record}#{entry}"] = self.system.records[record][f"grant/{entry}"]
 
     def foreign_entry_intact(self, record: str, entry: str) -> bool:
-        return self.system.records.get(record, {}).get(entry) is self.planted[f"{record}#{entry}"]
+        return self.system.records.get(record, {}).get(f"grant/{entry}") is self.planted[f"{record}#{entry}"]
 
 
 class TestMemoryContainer(ConformanceSuite):
@@ -211,6 +211,6 @@ class TestMemoryMatrix(ConformanceSuite, MultiTypeSuite, ProducerConsumerSuite, 
         plan, creds, live = plan_live(backend, state, secret_store, objs)
         run = run_plan(plan, creds, live, backend, state, secret_store, concurrency=8)
         assert run.ok, run.to_dict()
-        assert set(harness.system.records["acl/one"]) == {o.name for o in objs}
+        assert set(harness.system.records["acl/one"]) == {f"grant/{o.name}" for o in objs}
         assert backend.record_overlaps == 0
         assert backend.max_in_flight == 1
