@@ -81,7 +81,7 @@ CODES: dict[str, Code] = _codes(
         "R402",
         "duplicate-runtime-name",
         E,
-        "Two agents would share one runtime name (container, Matrix account, storage prefix).",
+        "Two agents would share one runtime name (Matrix account, storage prefix, gateway consumer).",
     ),
     ("R403", "member-shadows-worker", E, "A team member has the name of a standalone Worker."),
     ("R404", "leader-is-worker", E, "A team's leader is also listed among its workers."),
@@ -103,6 +103,19 @@ CODES: dict[str, Code] = _codes(
         E,
         "Two identities would share one Matrix account: a Human and an agent, or two Humans.",
     ),
+    (
+        "R418",
+        "duplicate-member-name",
+        E,
+        "Two teams have a member of the same name; the name becomes the container `hiclaw-worker-<name>`.",
+    ),
+    (
+        "R419",
+        "duplicate-team-name",
+        E,
+        "Two Teams have the same team name (`teamName`, else the name): one Team Room, one storage prefix.",
+    ),
+    ("R420", "bad-expose-port", E, "An agent exposes the same port twice, or a port outside 1-65535."),
     # Settings
     (
         "C501",

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops.diagnostics import Diagnostic, diag
-from gitops.org import Agent, Org, Resource, Role, human_localpart
+from gitops.org import Agent, Org, Resource, Role, human_localpart, team_agents, team_runtime_name
 from gitops.validate.schema import json_path
 
 MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
 BARE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 POLICY_LISTS = ("groupAllowExtra", "groupDenyExtra", "dmAllowExtra", "dmDenyExtra")
+MAX_PORT = 65535
 
 # Shapes of credentials that must not sit in plain `env` values. The value itself is never echoed.
 SECRET_SHAPES = [
@@ -74,7 +75,7 @@ def runtime_names(ctx: Context) -> Iterable[Diagnostic]:
                 "R402",
                 f"runtime name `{rt}` is already used by {_describe(first)} ({first.owner.file}:{line})",
                 hint="every agent needs its own runtime name: "
-                "it becomes its container, Matrix account and storage prefix",
+                "it becomes its Matrix account, storage prefix and gateway consumer",
                 **ctx.at(agent.owner, _name_path(agent)),
             )
         else:
@@ -303,13 +304,75 @@ def human_identities(ctx: Context) -> Iterable[Diagnostic]:
         )
 
 
+def member_names(ctx: Context) -> Iterable[Diagnostic]:
+    """A team member's name (not its runtime name) names its container `hiclaw-worker-<name>` and its exposed
+    ports: it must be unique across teams. Within one team R402/R404 report it, against a Worker R403."""
+    seen: dict[str, Agent] = {}
+    for team in sorted(ctx.org.teams.values(), key=lambda r: (r.file, r.index)):
+        for agent in team_agents(team):
+            first = seen.setdefault(agent.name, agent)
+            if first is agent or first.team == agent.team:
+                continue
+            line, _ = ctx.locate(first.owner, (*first.path, "name"), False)
+            yield diag(
+                "R418",
+                f"team member `{agent.name}` of team `{agent.team}` has the name of the "
+                f"{_describe(first)} ({first.owner.file}:{line})",
+                hint="rename one of them: a member's name (not its workerName) becomes its container "
+                f"hiclaw-worker-{agent.name}, so names are unique across teams",
+                **ctx.at(team, (*agent.path, "name")),
+            )
+
+
+def team_names(ctx: Context) -> Iterable[Diagnostic]:
+    """A team's runtime name (`teamName`, else its name) names its Team Room and shared storage prefix."""
+    seen: dict[str, Resource] = {}
+    for team in sorted(ctx.org.teams.values(), key=lambda r: (r.file, r.index)):
+        trt = team_runtime_name(team)
+        first = seen.setdefault(trt, team)
+        if first is team:
+            continue
+        path = ("spec", "teamName") if team.spec.get("teamName") else ("metadata", "name")
+        yield diag(
+            "R419",
+            f"team `{team.name}` would be `{trt}`, which is already the team name of Team `{first.name}` "
+            f"({first.file}:{first.line})",
+            hint=f"set a distinct `teamName`: it names the Team Room #hiclaw-team-{trt} "
+            f"and the shared storage prefix teams/{trt}/",
+            **ctx.at(team, path),
+        )
+
+
+def expose_ports(ctx: Context) -> Iterable[Diagnostic]:
+    """Each exposed port gets its own gateway domain, service source and route: once per agent, 1-65535."""
+    for agent in ctx.org.agents():
+        seen: dict[int, int] = {}
+        for i, entry in enumerate(agent.spec.get("expose") or []):
+            port = entry.get("port")
+            if not isinstance(port, int) or isinstance(port, bool):
+                continue  # the schema reports the type
+            if 1 <= port <= MAX_PORT and port not in seen:
+                seen[port] = i
+                continue
+            if port in seen:
+                message = f"`{agent.name}` exposes port {port} twice (first at expose[{seen[port]}])"
+                hint = "list each port once: a port has one gateway domain and route, whatever its protocol"
+            else:
+                message = f"`{agent.name}` exposes port {port}, which is not a TCP port"
+                hint = f"use a port from 1 to {MAX_PORT}"
+            yield diag("R420", message, hint=hint, **ctx.at(agent.owner, (*agent.path, "expose", i, "port")))
+
+
 RULES: tuple[Rule, ...] = (
     runtime_names,
     team_members,
     human_access,
+    member_names,
+    team_names,
     team_humans,
     single_manager,
     human_identities,
+    expose_ports,
     channel_policies,
     packages,
     env_secrets,
@@ -346,15 +409,13 @@ def _name_path(agent: Agent) -> tuple[str | int, ...]:
 
 def _reported_elsewhere(first: Agent, second: Agent) -> bool:
     """A runtime-name clash that a more specific rule already reports: one member listed twice in a team
-    (team_members: R404 or R402), a team member named like a standalone Worker (team_members: R403), or a
-    second Manager (single_manager: R410)."""
+    (team_members: R404 or R402), a team member named like a standalone Worker (team_members: R403), two
+    members of different teams with one name (member_names: R418), or a second Manager (single_manager: R410)."""
     if first.role is Role.MANAGER and second.role is Role.MANAGER:
         return True
-    if first.name != second.name:
+    if first.name != second.name or Role.MANAGER in (first.role, second.role):
         return False
-    if first.team is not None and first.team == second.team:
-        return True
-    return Role.STANDALONE in (first.role, second.role) and (first.team or second.team) is not None
+    return first.team is not None or second.team is not None
 
 
 def _describe(agent: Agent) -> str:
