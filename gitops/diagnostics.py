@@ -95,7 +95,12 @@ CODES: dict[str, Code] = _codes(
     ("R412", "unknown-channel-name", W, "A bare channelPolicy name matches no agent or human of this org."),
     ("R413", "package-escape", E, "A file:// package path leaves the repository."),
     ("R414", "secret-in-env", W, "An env value looks like a secret; secrets belong in the secret store."),
-    ("R415", "admin-id-mismatch", E, "A Team admin's matrixUserId differs from the Human's Matrix ID."),
+    (
+        "R415",
+        "admin-id-mismatch",
+        E,
+        "A Team admin's matrixUserId is not a Matrix user ID, or differs from the Human's full Matrix ID.",
+    ),
     ("R416", "empty-org", W, "The repository declares no resources."),
     (
         "R417",
@@ -116,6 +121,12 @@ CODES: dict[str, Code] = _codes(
         "Two Teams have the same team name (`teamName`, else the name): one Team Room, one storage prefix.",
     ),
     ("R420", "bad-expose-port", E, "An agent exposes the same port twice, or a port outside 1-65535."),
+    (
+        "R421",
+        "member-id-mismatch",
+        E,
+        "A Team's humanMembers[].matrixUserId is not a Matrix user ID, or differs from the Human's Matrix ID.",
+    ),
     # Settings
     (
         "C501",

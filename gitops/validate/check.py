@@ -10,6 +10,7 @@ from typing import Any
 from gitops import ANNOTATION_PREFIX, API_VERSION, KINDS
 from gitops.diagnostics import Diagnostic, diag, has_errors, sort_key
 from gitops.org import Org, Resource
+from gitops.settings.model import DEFAULT_SERVER_NAME
 from gitops.source.load import LoadResult, ParseCache
 from gitops.source.yamlparse import Locator, ParsedDocument
 from gitops.validate import rules, schema
@@ -50,11 +51,14 @@ def validate(
     strict: bool = False,
     escapes: Callable[[str], bool] | None = None,
     cache: ParseCache | None = None,
+    *,
+    server_name: str = DEFAULT_SERVER_NAME,
 ) -> Validation:
     """Check every document and the org as a whole; never stops at the first problem.
 
     With a cache, the per-document checks (schema, annotations) are skipped for file contents that passed
-    them cleanly before; the org rules always run, since they span documents.
+    them cleanly before; the org rules always run, since they span documents. `server_name` is the Matrix
+    server name of the settings (`matrix.server_name`): Matrix IDs written in the org are compared in full.
     """
     positions = _Positions(loaded)
     diagnostics = list(loaded.diagnostics)
@@ -129,6 +133,7 @@ def validate(
         locate=lambda res, path, key: positions(res.file, res.index, path, key),
         escapes=escapes or (lambda _path: False),
         unreadable=has_errors(diagnostics),
+        server_name=server_name,
     )
     diagnostics.extend(rules.check(ctx))
     if cache is not None:

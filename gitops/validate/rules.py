@@ -9,13 +9,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gitops import ANNOTATION_PREFIX
 from gitops.diagnostics import Diagnostic, diag
 from gitops.org import Agent, Org, Resource, Role, human_localpart, team_agents, team_runtime_name
+from gitops.settings.model import DEFAULT_SERVER_NAME
 from gitops.validate.schema import json_path
 
 MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
 BARE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 POLICY_LISTS = ("groupAllowExtra", "groupDenyExtra", "dmAllowExtra", "dmDenyExtra")
+MATRIX_USER_ID = ANNOTATION_PREFIX + "matrix-user-id"
 MAX_PORT = 65535
 
 # Shapes of credentials that must not sit in plain `env` values. The value itself is never echoed.
@@ -46,10 +49,18 @@ class Context:
     locate: Locate
     escapes: Callable[[str], bool]
     unreadable: bool = False  # some file or document could not be read: its resources are unknown, not absent
+    server_name: str = DEFAULT_SERVER_NAME  # the Matrix server name (settings `matrix.server_name`)
 
     def at(self, res: Resource, path: Sequence[str | int], key: bool = False) -> dict[str, Any]:
         line, column = self.locate(res, path, key)
         return {"file": res.file, "line": line, "column": column, "path": json_path(path)}
+
+    def human_id(self, human: Resource) -> str:
+        """A Human's Matrix ID (SPEC §3.1): its `matrix-user-id` annotation, else `@<username or name>:<server>`."""
+        return human.annotation("matrix-user-id") or f"@{human_localpart(human)}:{self.server_name}"
+
+    def agent_id(self, agent: Agent) -> str:
+        return f"@{agent.runtime_name}:{self.server_name}"
 
 
 Rule = Callable[[Context], Iterable[Diagnostic]]
@@ -180,19 +191,34 @@ def team_humans(ctx: Context) -> Iterable[Diagnostic]:
                     hint=_suggest(name, humans) or f"declare a Human named `{name}`",
                     **ctx.at(team, path),
                 )
-        mxid = admin.get("matrixUserId")
-        human = ctx.org.humans.get(admin.get("name", ""))
-        if mxid and human is not None:
-            declared = human.annotation("matrix-user-id")
-            expected_local = human_localpart(human)
-            if (declared and mxid != declared) or (not declared and mxid.split(":", 1)[0] != f"@{expected_local}"):
-                yield diag(
-                    "R415",
-                    f"admin.matrixUserId `{mxid}` is not the Matrix ID of Human `{human.name}`",
-                    hint="remove matrixUserId (it is derived), or make it "
-                    + (declared or f"@{expected_local}:<server>"),
-                    **ctx.at(team, ("spec", "admin", "matrixUserId")),
-                )
+        yield from _declared_ids(ctx, team)
+
+
+def _declared_ids(ctx: Context, team: Resource) -> Iterable[Diagnostic]:
+    """`matrixUserId` of the Team Admin (R415) and of each human member (R421): a Matrix user ID and, when the
+    entry names a Human, exactly that Human's Matrix ID — rooms and allow-lists use the Human's."""
+    admin = team.spec.get("admin") or {}
+    entries: list[tuple[str, str, Mapping[str, Any], tuple[str | int, ...]]] = []
+    if admin:
+        entries.append(("R415", "admin.matrixUserId", admin, ("spec", "admin")))
+    for i, member in enumerate(team.spec.get("humanMembers") or []):
+        entries.append(("R421", f"humanMembers[{i}].matrixUserId", member, ("spec", "humanMembers", i)))
+    for code, label, entry, path in entries:
+        given = entry.get("matrixUserId")
+        if not isinstance(given, str) or not given:
+            continue
+        human = ctx.org.humans.get(entry.get("name") or "")
+        if not MXID.match(given):
+            derived = f"; it is derived from Human `{human.name}`" if human is not None else ""
+            message = f"{label} `{given}` is not a Matrix user ID"
+            hint = f"write @localpart:server, or remove matrixUserId{derived}"
+        elif human is not None and given != ctx.human_id(human):
+            expected = ctx.human_id(human)
+            message = f"{label} `{given}` is not the Matrix ID of Human `{human.name}` ({expected})"
+            hint = f"remove matrixUserId (it is derived from the Human), or make it {expected}"
+        else:
+            continue
+        yield diag(code, message, hint=hint, **ctx.at(team, (*path, "matrixUserId")))
 
 
 def single_manager(ctx: Context) -> Iterable[Diagnostic]:
@@ -279,27 +305,35 @@ def not_empty(ctx: Context) -> Iterable[Diagnostic]:
 
 
 def human_identities(ctx: Context) -> Iterable[Diagnostic]:
-    """A Human's Matrix localpart must not be an agent's runtime name or another Human's localpart."""
-    agents = {a.runtime_name: a for a in ctx.org.agents()}
+    """A Human's Matrix ID must not be an agent's or another Human's: both would be one account.
+
+    The full ID is compared — `@<username or name>:<server>`, or the `matrix-user-id` annotation — so an
+    annotated Human naming an account on this server is checked too.
+    """
+    agents = {ctx.agent_id(a): a for a in ctx.org.agents()}
     seen: dict[str, Resource] = {}
     for name in sorted(ctx.org.humans):
         human = ctx.org.humans[name]
-        if human.annotation("matrix-user-id"):
-            continue  # an existing account of its own; nothing is registered
-        local = human_localpart(human)
-        path = ("spec", "username") if human.spec.get("username") else ("metadata", "name")
-        other = seen.get(local)
-        if local in agents:
-            clash = f"the agent {_describe(agents[local])}"
+        user_id = ctx.human_id(human)
+        annotated = bool(human.annotation("matrix-user-id"))
+        if annotated:
+            path: tuple[str | int, ...] = ("metadata", "annotations", MATRIX_USER_ID)
+        else:
+            path = ("spec", "username") if human.spec.get("username") else ("metadata", "name")
+        other = seen.get(user_id)
+        if user_id in agents:
+            clash = f"the agent {_describe(agents[user_id])}"
         elif other is not None:
             clash = f"Human `{other.name}` ({other.file}:{other.line})"
         else:
-            seen[local] = human
+            seen[user_id] = human
             continue
         yield diag(
             "R417",
-            f"Human `{human.name}` would be @{local}, which is already {clash}",
-            hint="set a distinct `username` on the Human (its Matrix localpart)",
+            f"Human `{human.name}` would be {user_id}, which is already {clash}",
+            hint="point the annotation at the Human's own account"
+            if annotated
+            else "set a distinct `username` on the Human (its Matrix localpart)",
             **ctx.at(human, path),
         )
 
