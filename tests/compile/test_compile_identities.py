@@ -46,6 +46,24 @@ def test_human_with_matrix_user_id_annotation_has_no_account_but_is_used_everywh
     assert members(state, "hiclaw-team-web") == {sso, "lead", "dev"}
 
 
+def test_human_members_and_admin_are_the_humans_identity_whatever_matrix_user_id_says() -> None:
+    # Validation rejects a matrixUserId that is not the Human's (R415, R421); the compiler never uses it.
+    sso = "@sam.s:sso.example.org"
+    state = compiled(
+        team(
+            "web",
+            admin={"name": "pam", "matrixUserId": "@pam:evil.example.org"},
+            humanMembers=[{"name": "sam", "matrixUserId": "@sam:evil.example.org"}],
+        ),
+        human("pam", 3, username="pbeesly"),
+        human("sam", 3, {"matrix-user-id": sso}),
+    )
+    assert members(state, "hiclaw-team-web") == {"pbeesly", sso, "lead", "dev"}
+    assert state.access is not None
+    assert {uid("pbeesly"), sso} <= state.access.group[uid("lead")]
+    assert not any("evil" in m for m in state.access.group[uid("lead")] | state.access.group[uid("dev")])
+
+
 def test_the_admin_and_actor_accounts_are_never_registered() -> None:
     settings = replace(ALL, matrix=MatrixSettings(admin_user="root", actor_user="bot"))
     state = compiled(human("root", 1), human("bot", 1), human("olivia", 1), settings=settings)
