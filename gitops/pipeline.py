@@ -30,7 +30,7 @@ from gitops.plan.model import Action, Plan, fingerprint, make_plan
 from gitops.plan.saved import StalePlan, check_fresh, check_matches
 from gitops.providers.protocol import Backend
 from gitops.providers.wiring import Traits, traits_for, unserved
-from gitops.settings.model import Settings
+from gitops.settings.model import DEFAULT_SERVER_NAME, Settings
 from gitops.source.files import FileSource
 from gitops.source.load import LoadResult, ParseCache, load
 from gitops.validate.check import Validation, validate
@@ -51,10 +51,18 @@ class OrgRead:
         return self.validation.ok
 
 
-def read_org(source: FileSource, cache: ParseCache | None = None, strict: bool = False, head: str = "") -> OrgRead:
+def read_org(
+    source: FileSource,
+    cache: ParseCache | None = None,
+    strict: bool = False,
+    head: str = "",
+    *,
+    server_name: str = DEFAULT_SERVER_NAME,
+) -> OrgRead:
+    """Load and validate; `server_name` (settings' `matrix.server_name`) is what full Matrix IDs are checked on."""
     with paused_gc():
         loaded = load(source, cache)
-        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache)
+        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache, server_name=server_name)
         return OrgRead(head or digest(loaded), loaded, validation)
 
 
@@ -234,7 +242,7 @@ def reconcile(
     (no provider configured: the baseline is the state store), it stops after the plan. `stop` (SIGTERM, a
     newer commit) lets the steps in flight finish and starts nothing new.
     """
-    read = read_org(source, cache, strict=strict, head=head)
+    read = read_org(source, cache, strict=strict, head=head, server_name=settings.server_name)
     diagnostics = tuple(read.validation.diagnostics)
     if not read.ok:
         return ReconcileResult(read.head, diagnostics, read=read)
@@ -274,7 +282,7 @@ def apply_saved(
 ) -> ReconcileResult:
     """Apply exactly `saved` (made earlier by `plan --out`), refusing it as stale if the head or the observed
     state moved, or if the org at head no longer compiles to the plan's changes."""
-    read = read_org(source, cache, strict=strict, head=head)
+    read = read_org(source, cache, strict=strict, head=head, server_name=settings.server_name)
     diagnostics = tuple(read.validation.diagnostics)
     if not read.ok:
         return ReconcileResult(read.head, diagnostics, saved, read=read)

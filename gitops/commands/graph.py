@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"hiclaw-gitops: {root}: not a directory", file=sys.stderr)
         return 1
-    read = read_org(DirectorySource(root), strict=args.strict)
+    read = read_org(DirectorySource(root), strict=args.strict, server_name=settings.server_name)
     if read.validation.diagnostics:
         sys.stderr.write(render_text(read.validation.diagnostics, color=args.color))
     if not read.ok or has_errors(read.validation.diagnostics):

@@ -39,9 +39,9 @@ def base_source(base: str, head_root: Path) -> tuple[FileSource, str, str]:
     if Path(base).is_dir():
         src = DirectorySource(base)
         return src, "directory", ""
-    from gitops.source import git as gitsource
+    from gitops.source.trees import ref_source
 
-    source, commit = gitsource.ref_source(head_root, base)
+    source, commit = ref_source(head_root, base)
     return source, "commit", commit
 
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"hiclaw-gitops: {root}: not a directory", file=sys.stderr)
         return 1
-    head = engine.read_org(DirectorySource(root), strict=args.strict)
+    head = engine.read_org(DirectorySource(root), strict=args.strict, server_name=settings.server_name)
     report(head.validation.diagnostics, args.color)
     if not head.ok:
         return 1
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         except (LookupError, ValueError, OSError) as exc:
             print(f"hiclaw-gitops: cannot read base {args.base!r}: {exc}", file=sys.stderr)
             return 1
-        base_read = engine.read_org(src, strict=args.strict, head=commit)
+        base_read = engine.read_org(src, strict=args.strict, head=commit, server_name=settings.server_name)
         if not base_read.ok:
             print(f"hiclaw-gitops: note: the base {args.base} has validation errors; its valid part is compared",
                   file=sys.stderr)

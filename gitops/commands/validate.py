@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gitops.commands._common import load_settings
 from gitops.diagnostics import render_github, render_json, render_text
 from gitops.source.files import DirectorySource
 from gitops.source.load import load
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if not source.root.is_dir():
         print(f"hiclaw-gitops: {root}: not a directory", file=sys.stderr)
         return 1
-    result = validate(load(source), strict=args.strict, escapes=source.escapes)
+    settings = load_settings(args)
+    result = validate(load(source), strict=args.strict, escapes=source.escapes, server_name=settings.server_name)
     if args.format == "json":
         sys.stdout.write(render_json(result.diagnostics))
     elif args.format == "github":
