@@ -17,8 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gitops.compile.humans import Reach
-from gitops.compile.identities import Chart, Identities, Team
+from gitops.compile.identities import Identities, Team
 from gitops.org import Agent
 
 
@@ -26,20 +25,6 @@ from gitops.org import Agent
 class AllowList:
     group: tuple[str, ...]  # channels.matrix.groupAllowFrom, sorted
     dm: tuple[str, ...]  # channels.matrix.dm.allowFrom, sorted
-
-
-def allow_lists(chart: Chart, reach: Reach) -> dict[str, AllowList]:
-    """Allow-lists by agent runtime name."""
-    ids = chart.identities
-    out: dict[str, AllowList] = {}
-    if chart.manager:
-        answered = [ids.id(w) for w in chart.standalone] + [ids.id(t.leader) for t in chart.teams]
-        out[chart.manager.runtime_name] = manager_allow(ids, reach.everywhere, answered)
-    for worker in chart.standalone:
-        out[worker.runtime_name] = worker_allow(ids, worker, reach.worker(worker.name))
-    for team in chart.teams:
-        out.update(team_allow(ids, team, reach.team(team.name)))
-    return out
 
 
 def manager_allow(ids: Identities, everywhere: Iterable[str], answered: Iterable[str]) -> AllowList:

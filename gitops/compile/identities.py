@@ -215,11 +215,6 @@ def _team(res: Resource, humans: Mapping[str, str], domain: str) -> Team | None:
     )
 
 
-def matrix_users(chart: Chart) -> list[ManagedObject]:
-    """An account per agent and per Human; not for Humans with an existing account, nor the admin or actor."""
-    return [agent_user(chart, agent) for agent in chart.agents()] + human_users(chart)
-
-
 def agent_user(ids: Chart | Identities, agent: Agent) -> ManagedObject:
     localpart = agent.runtime_name
     spec = {"user_id": ids.id(agent), "displayname": localpart, "kind": "agent", "password": matrix_password(localpart)}
@@ -251,14 +246,9 @@ def _registered_humans(chart: Chart) -> Iterator[Resource]:
 
 
 def account_keys(chart: Chart) -> dict[str, str]:
-    """Matrix ID -> key of the account object that registers it: `user_keys(matrix_users(chart))`, without
+    """Matrix ID -> key of the account object that registers it (agents and registered Humans), without
     building the objects."""
     keys = {chart.id(agent): make_key(Provider.MATRIX, "user", agent.runtime_name) for agent in chart.agents()}
     for human in _registered_humans(chart):
         keys[chart.humans[human.name]] = make_key(Provider.MATRIX, "user", human_localpart(human))
     return keys
-
-
-def user_keys(users: Sequence[ManagedObject]) -> dict[str, str]:
-    """Matrix ID -> key of the account object that registers it."""
-    return {str(u.spec["user_id"]): u.key for u in users}
