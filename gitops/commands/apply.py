@@ -77,7 +77,7 @@ def session(args: argparse.Namespace, settings: Settings, *, lock: bool = True) 
     state_dir = Path(args.state_dir or settings.state_dir)
     held = None
     if lock:
-        from gitops.daemon.loop import LockHeld, StateLock
+        from gitops.daemon.lock import LockHeld, StateLock
 
         held = StateLock(state_dir)
         try:

@@ -10,30 +10,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gitops.commands.status import fail as _fail
-from gitops.daemon.loop import (
-    Daemon,
-    DirectoryPoller,
-    GitPoller,
-    Health,
-    HttpServer,
-    LockHeld,
-    LoopState,
-    PollOutcome,
-    Reconciler,
-    StateLock,
-    configure_logging,
-    event,
-    watch_directory,
-)
+from gitops.daemon.health import Health
+from gitops.daemon.lock import LockHeld, StateLock
+from gitops.daemon.logs import configure_logging, event
+from gitops.daemon.loopstate import LoopState
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.notify import EscalationTracker, notifier_from_settings
 from gitops.daemon.passes import DaemonPass, default_pass
+from gitops.daemon.pollers import DirectoryPoller, GitPoller, PollOutcome, watch_directory
+from gitops.daemon.reconciler import Reconciler
+from gitops.daemon.runner import Daemon
+from gitops.daemon.server import HttpServer
 from gitops.providers.wiring import BackendsUnavailable
 from gitops.settings.load import SecretError, SettingsError, optional_secret, settings_from_args
 from gitops.settings.model import Settings
-from gitops.source.git import GitAuth, GitSource, GitSourceError, SignatureVerifier
+from gitops.source.git import GitAuth, GitSource, GitSourceError
 from gitops.source.load import ParseCache
-from gitops.status.model import DirectoryStatusStore, GitStatusStore, StatusStore
+from gitops.source.signatures import SignatureVerifier
+from gitops.status.store import DirectoryStatusStore, GitStatusStore, StatusStore
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

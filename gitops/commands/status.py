@@ -16,7 +16,8 @@ from gitops.diagnostics import Diagnostic
 from gitops.settings.load import SecretError
 from gitops.settings.model import Settings
 from gitops.source.git import GitAuth, GitSource, GitSourceError
-from gitops.status.model import DirectoryStatusStore, GitStatusStore, StatusSnapshot
+from gitops.status.model import StatusSnapshot
+from gitops.status.store import DirectoryStatusStore, GitStatusStore
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

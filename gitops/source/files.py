@@ -2,7 +2,7 @@
 
 A `FileSource` lists the candidate YAML files under the org root (after `.hiclawignore`) with a content
 id, so the loader can reuse parsed documents by id. Git commit trees implement the same interface in
-`gitops.source.git`.
+`gitops.source.trees`.
 """
 
 from __future__ import annotations

@@ -1,33 +1,29 @@
-"""Git source: one branch of a remote fetched into a bare cache repository, read straight from commit trees.
+"""Git source: one branch of a remote fetched into a bare cache repository (auth, SSH, heads, ancestry).
 
-No working tree is ever checked out: org files are read from blobs (their ids are git's own, so the parse
-cache is shared with directory sources), status commits are built in memory (`gitops.status.model`). libgit2
-objects are not thread-safe, so a `GitSource` belongs to the thread that created it.
+No working tree is ever checked out: org files are read from commit trees (`gitops.source.trees`), status
+commits are built in memory (`gitops.status.store`), commit signatures are checked by
+`gitops.source.signatures`. libgit2 objects are not thread-safe, so a `GitSource` belongs to the thread that
+created it.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import pathspec
 import pygit2
-from pygit2.enums import CredentialType, FileMode
+from pygit2.enums import CredentialType
 
 from gitops.diagnostics import Diagnostic, diag
 from gitops.settings.load import REDACTOR, is_local_path, optional_secret, redact_url
 from gitops.settings.model import SourceSettings
-from gitops.source.files import IGNORE_FILE, SourceFile, ignore_spec, is_yaml
+from gitops.source.trees import CommitTreeSource, same_tree_outside
 
-MAX_LINK_HOPS = 40
 STATUS_TRAILER = "Hiclaw-Gitops-Status"
 RECONCILED_TRAILER = "Reconciled-Commit"
 
@@ -322,43 +318,6 @@ def is_status_commit(commit: pygit2.Commit) -> bool:
     return trailers.get(STATUS_TRAILER, "").strip().lower() == "true"
 
 
-def same_tree_outside(repo: pygit2.Repository, a: pygit2.Tree | None, b: pygit2.Tree | None, path: str) -> bool:
-    """Whether two trees are equal once the subtree at `path` is left out of both (None: an empty tree)."""
-    head, _, rest = path.strip("/").partition("/")
-    names = {e.name for e in (a or ()) if e.name} | {e.name for e in (b or ()) if e.name}
-    for name in names:
-        ea, eb = _entry(a, name), _entry(b, name)
-        if name == head:
-            if not rest:
-                continue
-            ta, tb = _as_tree(repo, ea), _as_tree(repo, eb)
-            if (ea is not None and ta is None) or (eb is not None and tb is None):
-                if (ea.id if ea else None) != (eb.id if eb else None):
-                    return False  # a file where the status directory's parent should be
-                continue
-            if not same_tree_outside(repo, ta, tb, rest):
-                return False
-        elif ea is None or eb is None or ea.id != eb.id or ea.filemode != eb.filemode:
-            return False
-    return True
-
-
-def _entry(tree: pygit2.Tree | None, name: str) -> pygit2.Object | None:
-    if tree is None:
-        return None
-    try:
-        return tree[name]
-    except KeyError:
-        return None
-
-
-def _as_tree(repo: pygit2.Repository, entry: pygit2.Object | None) -> pygit2.Tree | None:
-    if entry is None or entry.type_str != "tree":
-        return None
-    obj = repo[entry.id]
-    return obj if isinstance(obj, pygit2.Tree) else None
-
-
 _configured: dict[str, Any] = {}
 
 
@@ -376,300 +335,3 @@ def _configure_libgit2(timeout: float, known_hosts: str, cache_dir: Path) -> Non
         shutil.copyfile(known_hosts, home / ".ssh" / "known_hosts")
         pygit2.settings.homedir = str(home)
         _configured["known_hosts"] = known_hosts
-
-
-# Reading a commit tree ------------------------------------------------------------------------------
-
-
-class CommitTreeSource:
-    """The FileSource of one commit: YAML files under the org root, `.hiclawignore` applied, no checkout."""
-
-    def __init__(self, repo: pygit2.Repository, commit: pygit2.Commit, root: str = "",
-                 exclude: Sequence[str] = ()) -> None:
-        self.repo = repo
-        self.commit = commit
-        self.root = root.strip("/")
-        self.exclude = tuple(e.strip("/") for e in exclude if e.strip("/"))
-        self._problems: list[Diagnostic] = []
-
-    @property
-    def label(self) -> str:
-        return str(self.commit.id)
-
-    def problems(self) -> list[Diagnostic]:
-        return list(self._problems)
-
-    def _root_tree(self) -> pygit2.Tree | None:
-        if not self.root:
-            return self.commit.tree
-        try:
-            obj = self.commit.tree[self.root]
-        except KeyError:
-            return None
-        tree = self.repo[obj.id]
-        return tree if isinstance(tree, pygit2.Tree) else None
-
-    def files(self) -> Iterator[SourceFile]:
-        self._problems = []
-        tree = self._root_tree()
-        if tree is None:
-            self._problems.append(
-                diag("G609", f"the org path `{self.root}` is not a directory in commit {str(self.commit.id)[:12]}",
-                     hint="check source.path / --path")
-            )
-            return
-        ignored = None
-        try:
-            ignore_entry = tree[IGNORE_FILE]
-            blob = self.repo[ignore_entry.id]
-            if isinstance(blob, pygit2.Blob):
-                ignored = ignore_spec(blob.data.decode("utf-8", errors="replace"))
-        except KeyError:
-            pass
-        found: list[SourceFile] = []
-        self._walk(tree, "", ignored, found)
-        found.sort(key=lambda f: f.path)
-        yield from found
-
-    def _repo_path(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if self.root else rel
-
-    def _walk(
-        self, tree: pygit2.Tree, prefix: str, ignored: pathspec.PathSpec[Any] | None, out: list[SourceFile]
-    ) -> None:
-        for entry in tree:
-            name = entry.name or ""
-            rel = prefix + name
-            full = self._repo_path(rel)
-            if any(full == e or full.startswith(e + "/") for e in self.exclude):
-                continue
-            is_dir = entry.type_str == "tree"
-            if ignored is not None and ignored.match_file(rel + ("/" if is_dir else "")):
-                continue
-            if entry.filemode == FileMode.LINK:
-                self._link(entry, rel, out)
-            elif is_dir:
-                sub = self.repo[entry.id]
-                if isinstance(sub, pygit2.Tree):
-                    self._walk(sub, rel + "/", ignored, out)
-            elif entry.type_str == "blob" and is_yaml(name):
-                out.append(self._file(rel, entry.id))
-            # submodules (type "commit") are never followed
-
-    def _file(self, rel: str, oid: pygit2.Oid) -> SourceFile:
-        repo = self.repo
-
-        def read() -> bytes:
-            blob = repo[oid]
-            return blob.data if isinstance(blob, pygit2.Blob) else b""
-
-        return SourceFile(rel, str(oid), read)
-
-    def _link(self, entry: pygit2.Object, rel: str, out: list[SourceFile]) -> None:
-        name = entry.name or ""
-        blob = self.repo[entry.id]
-        target = blob.data.decode("utf-8", errors="replace") if isinstance(blob, pygit2.Blob) else ""
-        full = self._repo_path(rel)
-        resolved = self._resolve(full.split("/"))
-        maybe_relevant = is_yaml(name) or "." not in name
-        if resolved is None:
-            if maybe_relevant:
-                self._problems.append(
-                    diag("Y108", f"symbolic link points outside the repository (to {target})", file=rel,
-                         hint="copy the file into the repository instead of linking to it")
-                )
-            return
-        obj = self._lookup(resolved)
-        if obj is None:
-            if is_yaml(name):
-                self._problems.append(
-                    diag("Y109", "cannot read file: its symbolic link points to a missing file", file=rel,
-                         hint="point the link at an existing file, or remove it")
-                )
-            return
-        if isinstance(obj, pygit2.Blob) and is_yaml(name):
-            out.append(self._file(rel, obj.id))
-        # a link to an in-repo directory would list the same files twice: skip it, as DirectorySource does
-
-    def _lookup(self, parts: Sequence[str]) -> pygit2.Object | None:
-        obj: pygit2.Object = self.commit.tree
-        for part in parts:
-            if not isinstance(obj, pygit2.Tree):
-                return None
-            try:
-                obj = self.repo[obj[part].id]
-            except KeyError:
-                return None
-        return obj
-
-    def _resolve(self, parts: Sequence[str]) -> list[str] | None:
-        """Repo-relative components of a path with every symlink followed; None when it leaves the repo."""
-        pending = [p for p in parts if p not in ("", ".")]
-        done: list[str] = []
-        hops = 0
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not done:
-                    return None
-                done.pop()
-                continue
-            entry = self._entry_at([*done, part])
-            if entry is not None and entry.filemode == FileMode.LINK:
-                hops += 1
-                if hops > MAX_LINK_HOPS:
-                    return None
-                blob = self.repo[entry.id]
-                target = blob.data.decode("utf-8", errors="replace") if isinstance(blob, pygit2.Blob) else ""
-                if target.startswith("/"):
-                    return None
-                pending = target.split("/") + pending
-                continue
-            done.append(part)
-        return done
-
-    def _entry_at(self, parts: Sequence[str]) -> pygit2.Object | None:
-        tree: pygit2.Object = self.commit.tree
-        for i, part in enumerate(parts):
-            if not isinstance(tree, pygit2.Tree):
-                return None
-            try:
-                entry = tree[part]
-            except KeyError:
-                return None
-            if i == len(parts) - 1:
-                return entry
-            if entry.filemode == FileMode.LINK:
-                return None  # callers resolve links component by component
-            tree = self.repo[entry.id]
-        return None
-
-    def escapes(self, relative: str) -> bool:
-        full = self._repo_path(posixpath.normpath(relative))
-        return self._resolve(full.split("/")) is None
-
-
-# Signatures --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureCheck:
-    """The outcome of verifying one commit's signature."""
-
-    ok: bool
-    method: str  # "ssh", "gpg" or "" (unsigned)
-    signer: str = ""
-    diagnostic: Diagnostic | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"verified": self.ok, "method": self.method or None, "signer": self.signer or None}
-
-
-class SignatureVerifier:
-    """Refuses commits that are unsigned, or signed by anyone outside the configured allowed signers.
-
-    SSH signatures are checked with `ssh-keygen -Y verify` against an allowed-signers file (as git does);
-    GPG signatures with `gpg --verify` against a dedicated GnuPG home whose keyring is the allow-list.
-    """
-
-    def __init__(self, allowed_signers: str = "", gpg_home: str = "") -> None:
-        self.allowed_signers = allowed_signers
-        self.gpg_home = gpg_home
-
-    @classmethod
-    def from_settings(cls, source: SourceSettings) -> SignatureVerifier | None:
-        return cls(source.allowed_signers, source.gpg_home) if source.verify_signatures else None
-
-    def verify(self, commit: pygit2.Commit) -> SignatureCheck:
-        short = str(commit.id)[:12]
-        signature, payload = commit.gpg_signature
-        if not signature:
-            return SignatureCheck(False, "", diagnostic=diag(
-                "G606", f"commit {short} is not signed; signature verification is on",
-                hint="sign commits (git commit -S) with a key in the allowed signers, or push a signed commit on top",
-            ))
-        if signature.lstrip().startswith(b"-----BEGIN SSH SIGNATURE-----"):
-            if not self.allowed_signers:
-                return self._refuse(short, "ssh", "it has an SSH signature but no source.allowed_signers is configured")
-            return self._verify_ssh(short, signature, payload)
-        if not self.gpg_home:
-            return self._refuse(short, "gpg", "it has a GPG signature but no source.gpg_home is configured")
-        return self._verify_gpg(short, signature, payload)
-
-    def _refuse(self, short: str, method: str, why: str) -> SignatureCheck:
-        return SignatureCheck(False, method, diagnostic=diag(
-            "G607", f"commit {short} is not signed by an allowed signer: {why}",
-            hint="sign with a key in the allowed signers, or add the signer's key after review",
-        ))
-
-    def _verify_ssh(self, short: str, signature: bytes, payload: bytes) -> SignatureCheck:
-        with tempfile.TemporaryDirectory(prefix="hiclaw-sig-") as tmp:
-            sig = Path(tmp) / "commit.sig"
-            sig.write_bytes(signature)
-            found = _run(["ssh-keygen", "-Y", "find-principals", "-f", self.allowed_signers, "-s", str(sig)])
-            if found is None:
-                return self._tool_missing("ssh-keygen")
-            principals = [line.strip() for line in found.stdout.decode(errors="replace").splitlines() if line.strip()]
-            if found.returncode != 0 or not principals:
-                return self._refuse(short, "ssh", "the signing key is not in the allowed signers")
-            for principal in principals:
-                checked = _run(["ssh-keygen", "-Y", "verify", "-f", self.allowed_signers, "-I", principal,
-                                "-n", "git", "-s", str(sig)], stdin=payload)
-                if checked is not None and checked.returncode == 0:
-                    return SignatureCheck(True, "ssh", principal)
-        return self._refuse(short, "ssh", "the signature does not verify (the commit was altered, or the key is wrong)")
-
-    def _verify_gpg(self, short: str, signature: bytes, payload: bytes) -> SignatureCheck:
-        with tempfile.TemporaryDirectory(prefix="hiclaw-sig-") as tmp:
-            sig, data = Path(tmp) / "commit.asc", Path(tmp) / "commit.payload"
-            sig.write_bytes(signature)
-            data.write_bytes(payload)
-            done = _run(["gpg", "--homedir", self.gpg_home, "--batch", "--no-tty", "--trust-model", "always",
-                         "--status-fd", "1", "--verify", str(sig), str(data)])
-            if done is None:
-                return self._tool_missing("gpg")
-        status = done.stdout.decode(errors="replace").splitlines()
-        valid = [line.split()[2] for line in status if line.startswith("[GNUPG:] VALIDSIG") and len(line.split()) > 2]
-        refusals = ("[GNUPG:] EXPKEYSIG", "[GNUPG:] REVKEYSIG", "[GNUPG:] BADSIG")
-        bad = [line for line in status if line.startswith(refusals)]
-        if done.returncode == 0 and valid and not bad:
-            return SignatureCheck(True, "gpg", valid[0])
-        if any("NO_PUBKEY" in line for line in status):
-            return self._refuse(short, "gpg", "the signing key is not in the keyring of source.gpg_home")
-        return self._refuse(short, "gpg", "the signature does not verify, or the key is expired or revoked")
-
-    def _tool_missing(self, tool: str) -> SignatureCheck:
-        return SignatureCheck(False, "", diagnostic=diag(
-            "G611", f"cannot verify signatures: `{tool}` is not installed or failed to start",
-            hint=f"install {tool} on the reconciler's host, or turn signature verification off",
-        ))
-
-
-def _run(argv: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
-    try:
-        return subprocess.run(argv, input=stdin, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def ref_source(directory: str | os.PathLike[str], ref: str) -> tuple[CommitTreeSource, str]:
-    """The org at `ref` in the git repository containing `directory`, read from the commit tree.
-
-    The org root inside the commit is `directory`'s path relative to the repository's work tree, so
-    `plan example-org --base origin/main` compares example-org/ with example-org/ at origin/main.
-    Raises LookupError when there is no repository or the ref does not resolve.
-    """
-    where = Path(directory).resolve()
-    found = pygit2.discover_repository(str(where))
-    if found is None:
-        raise LookupError(f"{where} is not inside a git repository")
-    repo = pygit2.Repository(found)
-    try:
-        commit = repo.revparse_single(ref).peel(pygit2.Commit)
-    except (KeyError, ValueError, pygit2.GitError) as exc:
-        raise LookupError(f"{ref!r} is not a commit of {repo.workdir or repo.path}") from exc
-    workdir = Path(repo.workdir or found).resolve()
-    root = where.relative_to(workdir).as_posix() if where != workdir else ""
-    return CommitTreeSource(repo, commit, root=root), str(commit.id)

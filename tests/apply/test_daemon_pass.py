@@ -57,7 +57,8 @@ def wait_for_writes(backend: MemoryBackend, n: int) -> None:
 
 
 def test_sigterm_finishes_the_step_in_flight_journals_it_and_starts_nothing_new(org: Path, tmp_path: Path) -> None:
-    from gitops.daemon.loop import Daemon, PollOutcome
+    from gitops.daemon.pollers import PollOutcome
+    from gitops.daemon.runner import Daemon
 
     daemon_pass, runtime = slow_pass(tmp_path)
     daemon = Daemon(lambda: PollOutcome.UNCHANGED, interval=60, stop=daemon_pass.stop)

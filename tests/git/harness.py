@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gitops.daemon.loop import GitPoller, LoopState, Pass, Reconciler
+from gitops.daemon.loopstate import LoopState
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.notify import EscalationTracker, Message
 from gitops.daemon.passes import default_pass
+from gitops.daemon.pollers import GitPoller
+from gitops.daemon.reconciler import Pass, Reconciler
 from gitops.settings.model import Settings, SourceSettings, StatusSettings
-from gitops.source.git import GitSource, SignatureVerifier
-from gitops.status.model import GitStatusStore
+from gitops.source.git import GitSource
+from gitops.source.signatures import SignatureVerifier
+from gitops.status.store import GitStatusStore
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from gitops.daemon.loop import PollOutcome
+from gitops.daemon.pollers import PollOutcome
 from gitops.providers.protocol import Scope
 from gitops.settings.model import DriftSettings, RuntimeSettings
 

@@ -13,25 +13,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitops.daemon.loop import (
-    Daemon,
-    DirectoryPoller,
-    LockHeld,
-    LoopState,
-    PollOutcome,
-    Reconciler,
-    StateLock,
-    configure_logging,
-    next_wait,
-    watch_directory,
-)
+from gitops.daemon.lock import LockHeld, StateLock
+from gitops.daemon.logs import configure_logging
+from gitops.daemon.loopstate import LoopState
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.notify import EscalationTracker
 from gitops.daemon.passes import default_pass
+from gitops.daemon.pollers import DirectoryPoller, PollOutcome, watch_directory
+from gitops.daemon.reconciler import Reconciler
+from gitops.daemon.runner import Daemon, next_wait
 from gitops.settings.load import REDACTOR
 from gitops.settings.model import NotifySettings, Settings, StatusSettings
 from gitops.source.files import FileSource
-from gitops.status.model import DirectoryStatusStore, PassResult, ResourceStatus, Result
+from gitops.status.model import PassResult, ResourceStatus, Result
+from gitops.status.store import DirectoryStatusStore
 
 from .gitutil import INVALID_WORKER, GitDaemon, OrgRepo, wait_for, worker
 from .harness import ListNotifier, make_poller, settings_for

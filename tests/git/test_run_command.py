@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from gitops.cli import main
-from gitops.daemon.loop import Health, HttpServer
+from gitops.daemon.health import Health
 from gitops.daemon.metrics import Metrics
+from gitops.daemon.server import HttpServer
 
 from .gitutil import INVALID_WORKER, OrgRepo, free_port, git, wait_for, worker
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitops.daemon.loop import PollOutcome
-from gitops.source.git import GitSource, SignatureVerifier
+from gitops.daemon.pollers import PollOutcome
+from gitops.source.git import GitSource
+from gitops.source.signatures import SignatureVerifier
 
 from .gitutil import OrgRepo, worker
 from .harness import make_poller, settings_for

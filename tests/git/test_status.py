@@ -14,7 +14,6 @@ from gitops.settings.model import StatusSettings
 from gitops.source.git import GitSource, GitSourceError
 from gitops.status.model import (
     Condition,
-    GitStatusStore,
     PassResult,
     ResourceStatus,
     Result,
@@ -22,6 +21,7 @@ from gitops.status.model import (
     StatusSnapshot,
     merge,
 )
+from gitops.status.store import GitStatusStore
 
 from .gitutil import GitDaemon, OrgRepo, worker
 

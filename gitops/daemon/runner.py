@@ -1,0 +1,99 @@
+"""The daemon's run loop: polls on a timer with jitter, on webhook or file-watch wake-ups, with backoff.
+
+SIGTERM and SIGINT let the poll in flight finish, then the loop exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+from gitops.daemon.health import Health
+from gitops.daemon.logs import event, log
+from gitops.daemon.pollers import PollOutcome
+from gitops.settings.load import REDACTOR
+
+
+def next_wait(interval: float, jitter: float, failures: int, backoff_max: float,
+              rand: Callable[[], float] = random.random) -> float:
+    """Seconds until the next poll: the interval ± jitter, doubled per consecutive failure up to backoff_max."""
+    base = interval if failures == 0 else min(backoff_max, interval * (2 ** min(failures, 30)))
+    spread = base * jitter
+    return max(0.0, base + (rand() * 2 - 1) * spread)
+
+
+class Daemon:
+    """Runs polls until stopped: on a timer with jitter, on webhook or file-watch wake-ups, with backoff."""
+
+    def __init__(
+        self,
+        poll: Callable[[], PollOutcome],
+        *,
+        interval: float,
+        jitter: float = 0.1,
+        backoff_max: float = 300.0,
+        health: Health | None = None,
+        stop: threading.Event | None = None,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.poll = poll
+        self.interval = interval
+        self.jitter = jitter
+        self.backoff_max = backoff_max
+        self.health = health or Health()
+        self.stop = stop or threading.Event()
+        self.wake = wake or threading.Event()
+        self.failures = 0
+        self.polls = 0
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        if signum is not None and not self.stop.is_set():
+            event(logging.INFO, "stopping: the pass in flight finishes first", signal=signal.Signals(signum).name)
+        self.stop.set()
+        self.wake.set()
+
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the loop gracefully (only possible from the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def run(self, once: bool = False) -> int:
+        """Poll until stopped (then 0); with once=True, exactly one poll: 0 if it succeeded, else 1."""
+        outcome = PollOutcome.UNCHANGED
+        try:
+            while not self.stop.is_set():
+                self.health.beat()
+                self.wake.clear()
+                outcome = self._poll()
+                self.polls += 1
+                self.failures = self.failures + 1 if outcome.failed else 0
+                if once:
+                    break
+                wait = next_wait(self.interval, self.jitter, self.failures, self.backoff_max)
+                if self.failures:
+                    event(logging.INFO, "backing off", failures=self.failures, seconds=round(wait, 2))
+                self.wake.wait(wait)
+        finally:
+            self.health.loop_alive = False
+        event(logging.INFO, "stopped", polls=self.polls)
+        return 1 if once and outcome.failed else 0
+
+    def _poll(self) -> PollOutcome:
+        try:
+            return self.poll()
+        except Exception as exc:  # keep the daemon alive; the next poll retries with backoff
+            log.exception("poll failed", extra={"fields": {"error": REDACTOR.redact(str(exc))}})
+            return PollOutcome.ERROR
