@@ -66,7 +66,10 @@ def test_a_stopped_agent_converges_to_no_container(org: OrgRepo, tmp_path: Path)
     # the reference backend keeps a record in state Stopped; Docker removes the container (absent by design)
     assert [o.spec["state"] for o in runtime.observe(Scope({})).values()] == ["Stopped"]
     # the next pass over the same commit plans nothing: absence is what was applied
-    result = poller.reconciler.pass_fn(poller.source.tree_source(poller.source.tip()), "again")  # type: ignore[attr-defined]
+    tip = poller.source.tip()
+    assert tip is not None
+    result = poller.reconciler.pass_fn(poller.source.tree_source(tip), "again")
+    assert result.plan is not None
     assert result.plan["counts"] == {"create": 0, "update": 0, "replace": 0, "delete": 0}
 
 
