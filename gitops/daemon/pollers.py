@@ -280,8 +280,9 @@ def directory_digest(source: FileSource) -> str:
 
 
 def watch_directory(root: str | os.PathLike[str], wake: threading.Event, stop: threading.Event,
-                    step_ms: int = 300) -> threading.Thread:
-    """A thread that wakes the loop when a YAML file (or .hiclawignore) under root changes."""
+                    step_ms: int = 300, ready: threading.Event | None = None) -> threading.Thread:
+    """A thread that wakes the loop when a YAML file (or .hiclawignore) under root changes. `ready` is set once
+    the watch is in place (changes made before that are seen by the next poll, not by the watcher)."""
     from watchfiles import Change, DefaultFilter, watch
 
     class OrgFilter(DefaultFilter):
@@ -290,8 +291,13 @@ def watch_directory(root: str | os.PathLike[str], wake: threading.Event, stop: t
             return bool(super().__call__(change, path)) and (is_yaml(name) or name == ".hiclawignore")
 
     def run() -> None:
+        # The watch exists once the generator first yields; an empty yield (a timeout) only says so.
         for changes in watch(Path(root), watch_filter=OrgFilter(), stop_event=stop, step=step_ms, debounce=1600,
-                             raise_interrupt=False):
+                             raise_interrupt=False, rust_timeout=max(step_ms, 100), yield_on_timeout=True):
+            if ready is not None:
+                ready.set()
+            if not changes:
+                continue
             event(logging.INFO, "files changed", files=sorted(p for _, p in changes)[:20])
             wake.set()
 

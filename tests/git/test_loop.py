@@ -328,10 +328,10 @@ def test_watch_mode_reconciles_a_directory_when_files_change(tmp_path: Path) -> 
     poller = DirectoryPoller(org_dir, reconciler, store)
     assert poller.poll() is PollOutcome.PROCESSED
     assert poller.poll() is PollOutcome.UNCHANGED
-    wake, stop = threading.Event(), threading.Event()
-    thread = watch_directory(org_dir, wake, stop, step_ms=50)
+    wake, stop, ready = threading.Event(), threading.Event(), threading.Event()
+    thread = watch_directory(org_dir, wake, stop, step_ms=50, ready=ready)
     try:
-        wait_for(lambda: thread.is_alive(), what="the watcher to start")
+        wait_for(ready.is_set, timeout=10, what="the watcher to start watching")
         (org_dir / "notes.txt").write_text("ignored: not YAML")
         (org_dir / "workers" / "bob.yaml").write_text(worker("bob"))
         wait_for(wake.is_set, timeout=10, what="the watcher to see bob.yaml")
