@@ -60,11 +60,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
-import requests
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitops.objects import ManagedObject, Provider, canonical_json, make_key, object_hash
 from gitops.providers.protocol import (
@@ -79,6 +75,9 @@ from gitops.providers.protocol import (
     TypeTraits,
 )
 from gitops.settings.model import RuntimeSettings
+
+if TYPE_CHECKING:  # the SDK is imported when a backend is used, not when its declarations are read
+    import docker.errors
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +110,8 @@ def classify(
 
     `doing` says what was attempted ("start container hiclaw-worker-alice"); `secrets` are values scrubbed
     from the message (resolved credentials that an engine message might echo)."""
+    import docker.errors
+    import requests
     engine = f"the Docker engine at {url}" if url else "the Docker engine"
     if isinstance(exc, docker.errors.ImageNotFound):
         error: TransientError | PermanentError = PermanentError(
@@ -407,6 +408,8 @@ class DockerBackend:
 
     def _api(self) -> Any:
         """The low-level API client (the engine is contacted lazily, so construction never fails)."""
+        import docker.errors
+        import requests
         with self._lock:
             if self._client is None:
                 self._probe()
@@ -433,6 +436,8 @@ class DockerBackend:
             raise classify(exc, "connect", url) from None
 
     def _call(self, doing: str, fn: Callable[[Any], T], secrets: Iterable[str] = ()) -> T:
+        import docker.errors
+        import requests
         api = self._api()
         try:
             return fn(api)
@@ -461,6 +466,8 @@ class DockerBackend:
         return None
 
     def _ensure_image(self, image: str, name: str) -> None:
+        import docker.errors
+        import requests
         if not image:
             raise PermanentError(f"container {name}: no image given")
         api = self._api()
@@ -499,6 +506,8 @@ class DockerBackend:
         return sorted((n for n in found if n.get("Name") == network), key=lambda n: str(n.get("Created", "")))
 
     def _remove_duplicate_networks(self, network: str, found: list[dict[str, Any]]) -> None:
+        import docker.errors
+        import requests
         for extra in found[1:]:
             if (extra.get("Labels") or {}).get(LABEL_MANAGED_BY) != self.instance:
                 continue
@@ -583,6 +592,8 @@ class DockerBackend:
         return False
 
     def _remove(self, facts: Facts) -> None:
+        import docker.errors
+        import requests
         try:
             self._api().remove_container(facts.id, force=True)
         except docker.errors.NotFound:

@@ -90,6 +90,9 @@ class Pipeline:
 
         self.engine = engine
         self.settings = Settings().with_all_providers()
+        from gitops.providers.wiring import traits_for
+
+        traits_for(self.settings)  # imports the backend classes whose traits plans read: an import, not measured
         self.source = DirectorySource(org)
         self.cache_dir = cache_dir
         self.current = baselines.from_state(StateStore(state))

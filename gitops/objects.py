@@ -155,7 +155,8 @@ class ManagedObject:
         # Computed once: plans compare hashes of tens of thousands of objects.
         object.__setattr__(self, "key", make_key(self.provider, self.type, self.name))
         if not self.hash:
-            object.__setattr__(self, "hash", object_hash(self.spec, self.consumed))
+            digest = hashlib.sha256(canonical_json(self.spec).encode()).hexdigest()[:16]  # spec_hash, inlined
+            object.__setattr__(self, "hash", object_hash(self.spec, self.consumed) if self.consumed else digest)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickling through the dataclass's own state methods costs ten times more, field by field in Python:

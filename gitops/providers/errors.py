@@ -26,13 +26,16 @@ import json
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, TypeVar
 
-import httpx
+if TYPE_CHECKING:  # imported by whoever makes HTTP calls; an httpx error cannot exist before that
+    import httpx
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -93,19 +96,25 @@ class Verdict:
     reason: str
 
 
-_PERMANENT_HTTPX = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.ProxyError)
-_TRANSIENT_HTTPX: tuple[tuple[type[BaseException], str], ...] = (
-    (httpx.ConnectTimeout, "connect timeout"),
-    (httpx.ReadTimeout, "read timeout"),
-    (httpx.WriteTimeout, "write timeout"),
-    (httpx.PoolTimeout, "pool timeout"),
-    (httpx.TimeoutException, "timeout"),
-    (httpx.ConnectError, "connect error"),
-    (httpx.RemoteProtocolError, "remote protocol error"),
-    (httpx.ReadError, "read error"),
-    (httpx.WriteError, "write error"),
-    (httpx.NetworkError, "network error"),
-)
+@cache
+def _httpx_kinds() -> tuple[tuple[type[BaseException], ...], tuple[tuple[type[BaseException], str], ...]]:
+    """httpx's permanent and transient error classes (httpx imported only once something used it)."""
+    import httpx
+
+    permanent = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.ProxyError)
+    transient: tuple[tuple[type[BaseException], str], ...] = (
+        (httpx.ConnectTimeout, "connect timeout"),
+        (httpx.ReadTimeout, "read timeout"),
+        (httpx.WriteTimeout, "write timeout"),
+        (httpx.PoolTimeout, "pool timeout"),
+        (httpx.TimeoutException, "timeout"),
+        (httpx.ConnectError, "connect error"),
+        (httpx.RemoteProtocolError, "remote protocol error"),
+        (httpx.ReadError, "read error"),
+        (httpx.WriteError, "write error"),
+        (httpx.NetworkError, "network error"),
+    )
+    return permanent, transient
 _TRANSIENT_BUILTIN: tuple[tuple[type[BaseException], str], ...] = (
     (ConnectionRefusedError, "connection refused"),
     (ConnectionResetError, "connection reset"),
@@ -124,11 +133,16 @@ def classify(exc: BaseException) -> Verdict:
         return Verdict(True, _cap(exc.retry_after), False, "transient")
     if isinstance(exc, PermanentError):
         return Verdict(False, None, False, "permanent")
-    if isinstance(exc, httpx.HTTPStatusError):
-        return classify_response(exc.response)
-    if isinstance(exc, _PERMANENT_HTTPX):
-        return Verdict(False, None, False, type(exc).__name__)
-    for kinds in (_TRANSIENT_HTTPX, _TRANSIENT_BUILTIN):
+    httpx_kinds: tuple[tuple[type[BaseException], str], ...] = ()
+    if "httpx" in sys.modules:  # otherwise no httpx error can exist
+        import httpx
+
+        if isinstance(exc, httpx.HTTPStatusError):
+            return classify_response(exc.response)
+        permanent, httpx_kinds = _httpx_kinds()
+        if isinstance(exc, permanent):
+            return Verdict(False, None, False, type(exc).__name__)
+    for kinds in (httpx_kinds, _TRANSIENT_BUILTIN):
         for kind, reason in kinds:
             if isinstance(exc, kind):
                 return Verdict(True, None, False, reason)
@@ -241,6 +255,8 @@ def _cap(seconds: float | None) -> float | None:
 
 
 def _content(response: httpx.Response) -> bytes:
+    import httpx
+
     try:
         return response.content
     except httpx.ResponseNotRead:  # a streamed response nobody read: no body to judge by
