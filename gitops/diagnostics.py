@@ -46,6 +46,15 @@ CODES: dict[str, Code] = _codes(
     ("Y107", "unsupported-tag", E, "The document uses a YAML tag that is not plain data."),
     ("Y108", "symlink-escape", E, "A symbolic link points outside the repository."),
     ("Y109", "unreadable-file", E, "The file could not be read."),
+    (
+        "Y110",
+        "bad-scalar",
+        E,
+        "A value is not what its tag or form says: `!!int` on text, a date that does not exist, a 101-digit integer.",
+    ),
+    ("Y111", "non-string-key", E, "A mapping key is not a string (a number, boolean, null or date): keys are names."),
+    ("Y112", "nesting-too-deep", E, "Mappings and lists nest more than 64 levels deep (an alias counts in full)."),
+    ("Y113", "bad-ignore-pattern", E, "A line of .hiclawignore is not a valid pattern; the line is not used."),
     # Envelope
     ("K201", "missing-envelope", E, "A document lacks `apiVersion` or `kind`."),
     (
@@ -167,6 +176,14 @@ CODES: dict[str, Code] = _codes(
         E,
         "A file or directory named in the settings (key, known_hosts, allowed signers, GnuPG home) cannot be read.",
     ),
+    ("C510", "duplicate-route", E, "Two gateway routes have the same name."),
+    ("C511", "bad-url", E, "A URL or address in the settings cannot be parsed (a broken IPv6 host, a bad port)."),
+    (
+        "C512",
+        "bad-env-override",
+        E,
+        "A HICLAW_GITOPS_<SECTION>_<KEY> list or mapping is not JSON, or nests too deeply to be read.",
+    ),
     # Git source and status
     ("G601", "remote-unreachable", E, "The git remote could not be reached (path, network, DNS, timeout)."),
     ("G602", "auth-failed", E, "The git remote refused the credentials."),
@@ -211,6 +228,13 @@ CODES: dict[str, Code] = _codes(
         "The reconcile pass raised an unexpected error; nothing after the failing step was done.",
     ),
 )
+
+
+# Diagnostics without a line by design: about a whole file (or a settings file that cannot be read as one), or
+# about the whole org (no file either). Every other diagnostic of a file names a line (1-based). Diagnostics
+# about an environment variable or a flag name it as their file (`$HICLAW_GITOPS_…`, `--repo`), without a line.
+WHOLE_FILE = frozenset({"Y104", "Y108", "Y109", "C505"})
+WHOLE_ORG = frozenset({"R416"})
 
 
 @dataclass(frozen=True, slots=True)

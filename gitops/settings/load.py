@@ -10,7 +10,9 @@ scrub it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import json
 import os
 import stat
@@ -24,10 +26,12 @@ from urllib.parse import urlsplit
 
 from gitops.diagnostics import Diagnostic, diag, has_errors
 from gitops.settings.model import Settings, from_mapping
-from gitops.source.yamlparse import Locator, parse
+from gitops.source.files import read_regular
+from gitops.source.yamlparse import MAX_DEPTH, MAX_FILE_BYTES, Locator, parse
 from gitops.validate import schema as schema_mod
 
 ENV_PREFIX = "HICLAW_GITOPS_"
+MAX_SECRET_BYTES = 64 << 10  # a token, password or key file; anything larger is not a secret file
 PROVIDER_ENDPOINTS = {"matrix": "url", "storage": "endpoint", "gateway": "console_url"}
 # Keys naming files or directories: relative values in a settings file are relative to the file's folder.
 PATH_KEYS = {
@@ -175,7 +179,7 @@ def load_settings(
     if has_errors(diagnostics):
         return None, diagnostics
 
-    def where(p: Sequence[str]) -> dict[str, Any]:
+    def where(p: Sequence[str | int]) -> dict[str, Any]:
         origin = _origin(p, origins)
         if origin:
             return {"file": origin, "path": schema_mod.json_path(p)}
@@ -204,12 +208,14 @@ def settings_from_args(args: Any, *, secrets: bool = False, env: Mapping[str, st
 
 
 def _read_file(path: Path, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any], Locator] | None:
+    """The settings file's mapping. Only a regular file is read, and at most MAX_FILE_BYTES of it: a FIFO
+    would block forever and /dev/zero never ends."""
     try:
-        content = path.read_bytes()
+        content = read_regular(path, MAX_FILE_BYTES)
     except OSError as exc:
         diagnostics.append(
-            diag("C505", f"cannot read the settings file: {exc.strerror}", file=str(path),
-                 hint="check the path given to --settings")
+            diag("C505", f"cannot read the settings file: {exc.strerror or exc}", file=str(path),
+                 hint="give --settings (or HICLAW_GITOPS_SETTINGS) the path of a YAML file")
         )
         return None
     file = str(path)
@@ -307,7 +313,16 @@ def _apply_env(
             out.append(diag("C506", f"{name} names no setting: `{section}` has no key `{key}`", file=f"${name}",
                             hint=hint))
             continue
-        _set(data, (section, key), _coerce(env[name], sections[section]["properties"][key]))
+        prop = sections[section]["properties"][key]
+        try:
+            value = _coerce(env[name], prop)
+        except _BadOverride as exc:
+            what = "a list" if prop.get("type") == "array" else "a mapping"
+            out.append(diag("C512", f"{name} must be {what} written as JSON, but {exc}", file=f"${name}",
+                            hint=f"write {what} in JSON, e.g. " + ('[{"name": "default-ai-route"}]'
+                            if key == "routes" else '{"key": "value"}') + ", or set it in the settings file"))
+            continue
+        _set(data, (section, key), value)
         origins[(section, key)] = f"${name}"
 
 
@@ -328,10 +343,43 @@ def _coerce(raw: str, prop: Mapping[str, Any]) -> Any:
         if "number" in kinds:
             return float(raw.strip())
         if "array" in kinds or "object" in kinds:
-            return json.loads(raw)
+            return _json_value(raw)
     except ValueError:
         return raw
     return raw
+
+
+class _BadOverride(ValueError):
+    """An environment value for a list or mapping setting that cannot be used as one."""
+
+
+def _json_value(raw: str) -> Any:
+    """JSON for a list or mapping setting; _BadOverride when it does not parse or nests too deeply.
+
+    The nesting is measured before parsing, so a deeply nested value never reaches the recursive decoder."""
+    depth = deepest = 0
+    quoted = escaped = False
+    for char in raw:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                raise _BadOverride(f"it nests more than {MAX_DEPTH} levels deep")
+        elif char in "]}":
+            depth -= 1
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise _BadOverride(f"it is not JSON ({str(exc).split(':', 1)[0]})") from None
 
 
 def _origin(path: Sequence[str | int], origins: Mapping[tuple[str, ...], str]) -> str:
@@ -380,13 +428,72 @@ def _check_semantics(data: Mapping[str, Any], where: Any) -> list[Diagnostic]:
                          hint="keep one: the secret comes from either an environment variable or a file",
                          **where([section, f"{base}_file"]))
                 )
+    out.extend(_check_urls(data, where))
+    out.extend(_check_routes(data, where))
     url = (data.get("source") or {}).get("url") or ""
-    if isinstance(url, str) and has_credentials(url):
+    if isinstance(url, str) and url_problem(url) is None and has_credentials(url):
         out.append(
             diag("C507", "the repository URL carries credentials (the value is not shown)",
                  hint="remove them from the URL and use `source.token_env` or `source.token_file`",
                  **where(["source", "url"]))
         )
+    return out
+
+
+# Settings holding a URL (`scheme://host[:port]/…`); source.url may also be a path or scp-like `user@host:path`.
+URL_KEYS = (
+    ("source", "url"), ("runtime", "docker_url"), ("matrix", "url"), ("storage", "endpoint"),
+    ("gateway", "console_url"), ("gateway", "ai_gateway_url"),
+)
+
+
+def url_problem(url: str) -> str | None:
+    """Why a `scheme://…` URL cannot be used (a broken IPv6 host, a port that is not one), else None."""
+    if "://" not in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check (ValueError when it is not a number 0-65535)
+    except ValueError as exc:
+        return str(exc) or "it cannot be parsed"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in parts.netloc):
+        return "its host contains a space or control character"
+    return None
+
+
+def _check_urls(data: Mapping[str, Any], where: Any) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for section, key in URL_KEYS:
+        block = data.get(section)
+        value = block.get(key) if isinstance(block, dict) else None
+        problem = url_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            out.append(  # the URL itself is not shown: it may carry credentials
+                diag("C511", f"`{section}.{key}` is not a usable URL: {problem}",
+                     hint="write scheme://host[:port]/path; an IPv6 host goes in brackets, e.g. http://[::1]:8080/",
+                     **where([section, key]))
+            )
+    return out
+
+
+def _check_routes(data: Mapping[str, Any], where: Any) -> list[Diagnostic]:
+    """Each gateway route is one Higress AI route, named by its `name`: two of one name would be one route."""
+    gateway = data.get("gateway")
+    routes = gateway.get("routes") if isinstance(gateway, dict) else None
+    out: list[Diagnostic] = []
+    first: dict[str, int] = {}
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        name = route.get("name") if isinstance(route, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            out.append(
+                diag("C510", f"gateway route `{name}` is declared twice (first at routes[{first[name]}])",
+                     hint="give each route its own name, or merge their `models` into one route",
+                     **where(["gateway", "routes", i, "name"]))
+            )
+        else:
+            first[name] = i
     return out
 
 
@@ -445,9 +552,13 @@ def _unreadable(path: Path, must_be_dir: bool) -> str:
             if not path.is_dir():
                 return f"is not a directory: {path}"
             os.listdir(path)
-        else:
-            with path.open("rb") as fh:
-                fh.read(1)
+        else:  # without waiting: a FIFO with no writer must not hang the check
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 1)
+            finally:
+                os.close(fd)
     except OSError as exc:
         return f"cannot be read: {path}: {exc.strerror}"
     return ""
@@ -487,8 +598,11 @@ def resolve_secret(
             )
         value = value.strip()
     elif file_path:
-        try:
-            value = Path(file_path).read_text("utf-8").strip()
+        try:  # a regular file only, and a bounded read: a FIFO would block, a device never end
+            content = read_regular(file_path, MAX_SECRET_BYTES)
+            if len(content) > MAX_SECRET_BYTES:
+                raise OSError(errno.EFBIG, f"it is over the {MAX_SECRET_BYTES:,}-byte cap for a secret")
+            value = content.decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
             raise SecretError(

@@ -18,7 +18,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from gitops.diagnostics import Diagnostic, diag
-from gitops.source.files import IGNORE_FILE, SourceFile, ignore_spec, is_yaml
+from gitops.source.files import IGNORE_FILE, MAX_IGNORE_BYTES, SourceFile, is_yaml, parse_ignore
 
 MAX_LINK_HOPS = 40
 
@@ -65,7 +65,8 @@ class CommitTreeSource:
             ignore_entry = tree[IGNORE_FILE]
             blob = self.repo[ignore_entry.id]
             if isinstance(blob, pygit2.Blob):
-                ignored = ignore_spec(blob.data.decode("utf-8", errors="replace"))
+                ignored, problems = parse_ignore(blob.data[: MAX_IGNORE_BYTES + 1].decode("utf-8", errors="replace"))
+                self._problems.extend(problems)
         except KeyError:
             pass
         found: list[SourceFile] = []

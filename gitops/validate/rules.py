@@ -271,6 +271,15 @@ def packages(ctx: Context) -> Iterable[Diagnostic]:
             continue
         rel = pkg[len("file://") :]
         path = (*agent.path, "package")
+        control = next((c for c in rel if ord(c) < 0x20 or ord(c) == 0x7F), None)
+        if control is not None:  # a NUL cannot even be looked up: no file of the repository has this name
+            yield diag(
+                "R413",
+                f"package path contains the control character U+{ord(control):04X}",
+                hint="write the path of a file inside the repository, e.g. file://./packages/agent.zip",
+                **ctx.at(agent.owner, path),
+            )
+            continue
         normal = posixpath.normpath(rel)
         if rel.startswith("/") or normal == ".." or normal.startswith("../") or ctx.escapes(normal):
             yield diag(
