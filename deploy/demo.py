@@ -64,14 +64,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from deploy.localstack import settings_document
     from gitops.settings.model import from_mapping
-    from gitops.source.files import DirectorySource
 
     settings = from_mapping(settings_document(state_dir))
-    session_args = argparse.Namespace(path=str(org), org_path=None, state_dir=str(state_dir))
+    session_args = argparse.Namespace(settings=str(settings_file), org_path=None, state_dir=str(state_dir))
     for number in (1, 2):
         print(f"\n== pass {number}: reconcile {org} onto the local Docker engine")
-        with session(session_args, settings) as s:
-            result: Any = reconcile(DirectorySource(s.root), s.settings, store=s.store, secrets=s.secrets,
+        with session(session_args, settings, str(org)) as s:
+            result: Any = reconcile(s.org.source, s.settings, head=s.org.head, store=s.store, secrets=s.secrets,
                                     backends=s.backends)
         for diagnostic in result.diagnostics:
             print(diagnostic.message, file=sys.stderr)

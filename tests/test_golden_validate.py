@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,27 @@ GOLDEN = HERE / "golden"
 FORMATS = {"text": "validate-text.txt", "json": "validate-json.json", "github": "validate-github.txt"}
 
 
-def render(fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    # Run from the org's parent with a relative path, as CI does; the output names repo-relative files only.
-    monkeypatch.chdir(ORG.parent)
-    code = main(["validate", ORG.name, "--format", fmt, "--color", "never"])
+@pytest.fixture
+def outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the org in a folder that is not inside a git repository (paths are then org-relative; inside a
+    checkout they are relative to its top level, see tests/cli/test_paths.py)."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    copy = tmp_path / ORG.name
+    shutil.copytree(ORG, copy)
+    return copy
+
+
+def render(fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, org: Path) -> tuple[int, str]:
+    # Run from the org's parent with a relative path, as CI does; the output names org-relative files only.
+    monkeypatch.chdir(org.parent)
+    code = main(["validate", org.name, "--format", fmt, "--color", "never"])
     return code, capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
-def test_validate_golden(fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out = render(fmt, capsys, monkeypatch)
+def test_validate_golden(fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                         outside_git: Path) -> None:
+    code, out = render(fmt, capsys, monkeypatch, outside_git)
     assert code == 1
     golden = GOLDEN / FORMATS[fmt]
     if os.environ.get("UPDATE_GOLDEN") == "1":
@@ -39,17 +51,18 @@ def test_validate_golden(fmt: str, capsys: pytest.CaptureFixture[str], monkeypat
     assert out == golden.read_text(encoding="utf-8"), f"{golden.name} differs; UPDATE_GOLDEN=1 regenerates it"
 
 
-def test_output_is_machine_independent(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_is_machine_independent(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                       outside_git: Path) -> None:
     for fmt in FORMATS:
-        _, out = render(fmt, capsys, monkeypatch)
-        assert str(HERE) not in out and "\033[" not in out
+        _, out = render(fmt, capsys, monkeypatch, outside_git)
+        assert str(outside_git) not in out and "\033[" not in out
 
 
 def test_same_org_absolute_path_gives_the_same_output(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, outside_git: Path
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert main(["validate", str(ORG), "--format", "json", "--color", "never"]) == 1
+    monkeypatch.chdir("/")
+    assert main(["validate", str(outside_git), "--format", "json", "--color", "never"]) == 1
     assert capsys.readouterr().out == (GOLDEN / FORMATS["json"]).read_text(encoding="utf-8")
 
 

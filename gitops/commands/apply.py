@@ -14,32 +14,38 @@ from gitops.apply.executor import ApplyOptions
 from gitops.apply.result import RunResult, Status, StepResult
 from gitops.apply.secrets import SecretError, SecretStore
 from gitops.apply.state import StateStore
-from gitops.commands._common import load_settings, org_root, report
+from gitops.commands._common import add_command, fail, load_settings, open_org, report
+from gitops.commands._org import Org, OrgUnavailable
+from gitops.extras import require_backends
 from gitops.objects import Provider
 from gitops.pipeline import ReconcileResult, apply_saved, reconcile
 from gitops.plan.model import Plan
 from gitops.plan.saved import PlanFileError, load_plan
 from gitops.providers.protocol import Backend
-from gitops.providers.wiring import BackendsUnavailable, build_backends, close_backends
+from gitops.providers.wiring import BackendsUnavailable, backend_names, build_backends, close_backends
 from gitops.settings.model import Settings
-from gitops.source.files import DirectorySource
 
 RESULT_SYMBOLS = {Status.CREATED: "+", Status.CONFIGURED: "~", Status.DELETED: "-", Status.FAILED: "!",
                   Status.SKIPPED: "·"}
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "apply",
-        parents=[common],
+NO_PROVIDER = ("no provider is configured (the settings have no runtime, matrix, storage or gateway section), so "
+               "there is nothing apply could honestly apply; nothing was changed or recorded — `plan` shows the "
+               "changes offline")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "apply", ("settings", "path", "state_dir", "color"),
         help="apply the org chart (or a saved plan) to the configured providers",
-        description="With a directory (default: --path, else .): validate, plan against live state (the state "
-        "store when no provider is configured), show the plan, ask for approval, apply, verify and show what "
-        "changed. With a plan saved by `plan --out`: refuse it if the head commit or the observed state moved, "
-        "else apply exactly it. Exit 0 when everything was applied and verified, 1 otherwise.",
+        description="With a folder (default: --path, else .): validate, plan against live state, show the plan, "
+        "ask for approval, apply, verify by observing again and show what changed. With a plan saved by "
+        "`plan --out`: refuse it if the head commit or the observed state moved, else apply exactly it. Needs at "
+        "least one provider in the settings: with none, apply refuses (exit 1) and records nothing. Exit 0 when "
+        "everything was applied and verified, 1 otherwise.",
     )
     p.add_argument("target", nargs="?", default=None, metavar="PATH|PLANFILE",
-                   help="org directory, or a JSON plan saved with `plan --out`")
+                   help="org folder, or a JSON plan saved with `plan --out`")
     p.add_argument("--auto-approve", action="store_true",
                    help="apply without asking (required when not attached to a terminal)")
     p.add_argument("--allow-mass-delete", action="store_true",
@@ -55,10 +61,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 @dataclass(slots=True)
 class Session:
-    """What an apply needs open: settings, org root, state and secret stores, and the backends."""
+    """What an apply needs open: settings, the org, state and secret stores, and the backends."""
 
     settings: Settings
-    root: Path
+    org: Org
     store: StateStore
     secrets: SecretStore
     backends: dict[Provider, Backend]
@@ -69,12 +75,17 @@ class CommandError(Exception):
 
 
 @contextlib.contextmanager
-def session(args: argparse.Namespace, settings: Settings, *, lock: bool = True) -> Iterator[Session]:
+def session(args: argparse.Namespace, settings: Settings, folder: str | None, *,
+            lock: bool = True) -> Iterator[Session]:
     """Open the stores and backends (under the state directory's lock, which a running daemon holds)."""
-    root = org_root(args, settings)
-    if not root.is_dir():
-        raise CommandError(f"{root}: not a directory")
-    state_dir = Path(args.state_dir or settings.state_dir)
+    if not settings.providers:
+        raise CommandError(NO_PROVIDER)
+    require_backends((p.value, n) for p, n in backend_names(settings).items())
+    try:
+        org = open_org(args, settings, folder)
+    except OrgUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    state_dir = Path(settings.state_dir)
     held = None
     if lock:
         from gitops.daemon.lock import LockHeld, StateLock
@@ -98,7 +109,7 @@ def session(args: argparse.Namespace, settings: Settings, *, lock: bool = True) 
             secrets.close()
             raise CommandError(str(exc)) from None
         try:
-            yield Session(settings, root, store, secrets, backends)
+            yield Session(settings, org, store, secrets, backends)
         finally:
             close_backends(backends)
             secrets.close()
@@ -106,6 +117,7 @@ def session(args: argparse.Namespace, settings: Settings, *, lock: bool = True) 
     finally:
         if held is not None:
             held.release()
+        org.close()
 
 
 def options(args: argparse.Namespace, settings: Settings) -> ApplyOptions:
@@ -125,16 +137,13 @@ def show_progress(step: StepResult, done: int, total: int) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     plan_file = Path(args.target) if args.target and Path(args.target).is_file() else None
-    if plan_file is None:
-        args.path = args.target
     try:
-        with session(args, settings) as s:
+        with session(args, settings, None if plan_file else args.target) as s:
             if plan_file is not None:
                 return _apply_file(args, s, plan_file)
             return _apply_directory(args, s)
     except CommandError as exc:
-        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
 
 
 def _apply_file(args: argparse.Namespace, s: Session, path: Path) -> int:
@@ -142,16 +151,17 @@ def _apply_file(args: argparse.Namespace, s: Session, path: Path) -> int:
         plan = load_plan(path)
     except PlanFileError as exc:
         raise CommandError(str(exc)) from None
-    result = apply_saved(plan, DirectorySource(s.root), s.settings, store=s.store, secrets=s.secrets,
+    result = apply_saved(plan, s.org.source, s.settings, head=s.org.head, store=s.store, secrets=s.secrets,
                          backends=s.backends, allow_mass_delete=args.allow_mass_delete, strict=args.strict,
                          options=options(args, s.settings))
+    report(s.org.rebase(result.diagnostics), args.color)
     return finish(args, result)
 
 
 def _apply_directory(args: argparse.Namespace, s: Session) -> int:
-    preview = reconcile(DirectorySource(s.root), s.settings, store=s.store, secrets=s.secrets, backends=s.backends,
-                        dry_run=True, strict=args.strict)
-    report(list(preview.diagnostics), args.color)
+    preview = reconcile(s.org.source, s.settings, head=s.org.head, store=s.store, secrets=s.secrets,
+                        backends=s.backends, dry_run=True, strict=args.strict)
+    report(s.org.rebase(preview.diagnostics), args.color)
     if preview.plan is None or preview.error:
         return finish(args, preview)
     if args.format == "text":
@@ -159,7 +169,7 @@ def _apply_directory(args: argparse.Namespace, s: Session) -> int:
     if preview.plan.has_changes and not args.auto_approve and not approved(preview.plan):
         print("hiclaw-gitops: apply cancelled; nothing was changed", file=sys.stderr)
         return 1
-    result = apply_saved(preview.plan, DirectorySource(s.root), s.settings, head=preview.head, store=s.store,
+    result = apply_saved(preview.plan, s.org.source, s.settings, head=preview.head, store=s.store,
                          secrets=s.secrets, backends=s.backends, allow_mass_delete=args.allow_mass_delete,
                          strict=args.strict, options=options(args, s.settings))
     return finish(args, result)

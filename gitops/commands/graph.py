@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
-from gitops.diagnostics import has_errors, render_text
+from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report
+from gitops.commands._org import OrgUnavailable
+from gitops.diagnostics import has_errors
 from gitops.objects import DesiredState, Provider
 from gitops.org import Org
 from gitops.settings.model import Settings
@@ -32,17 +33,18 @@ _DOT_FILL = {
 }
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "graph",
-        parents=[common],
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "graph", READ_ORG,
         help="draw the org: agents, humans, rooms, membership and who can address whom",
-        description="Compile the org chart under PATH (offline, every provider as if configured) and draw its "
+        description="Compile the org chart (the folder PATH, else --path, else the current directory; with "
+        "--repo/--branch, the tip of that remote branch) offline, every provider as if configured, and draw its "
         "topology: the Manager, team leaders and workers, standalone Workers, humans, the Global Admin, the rooms "
         "and their members, and the access matrix (who can address whom, in which room or by direct message). "
         "Output is Mermaid (paste into Markdown) or Graphviz DOT (`dot -Tsvg`). Exit 1 when the org is invalid.",
     )
-    p.add_argument("path", nargs="?", default=None, help="org directory (default: --path, else .)")
+    p.add_argument("path", nargs="?", default=None, metavar="PATH",
+                   help="org folder (default: --path, else .); with --repo, the folder inside the repository")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="output format (default: mermaid)")
     p.add_argument(
         "--view",
@@ -54,26 +56,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=run)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    if not args.settings:
-        return Settings()
-    from gitops.commands._common import load_settings
-
-    return load_settings(args)
-
-
 def run(args: argparse.Namespace) -> int:
     from gitops.pipeline import desired_state, read_org
-    from gitops.source.files import DirectorySource
 
-    settings = _settings(args)
-    root = Path(args.path or args.org_path or settings.source.path or ".")
-    if not root.is_dir():
-        print(f"hiclaw-gitops: {root}: not a directory", file=sys.stderr)
-        return 1
-    read = read_org(DirectorySource(root), strict=args.strict, server_name=settings.server_name)
-    if read.validation.diagnostics:
-        sys.stderr.write(render_text(read.validation.diagnostics, color=args.color))
+    settings = load_settings(args)
+    try:
+        org = open_org(args, settings, args.path)
+    except OrgUnavailable as exc:
+        report(list(exc.diagnostics), args.color)
+        return fail(str(exc))
+    try:
+        read = read_org(org.source, strict=args.strict, head=org.commit, server_name=settings.server_name)
+    finally:
+        org.close()
+    report(org.rebase(read.validation.diagnostics), args.color)
     if not read.ok or has_errors(read.validation.diagnostics):
         return 1
     offline = settings.with_all_providers()

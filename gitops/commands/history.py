@@ -6,18 +6,18 @@ import argparse
 import json
 import sys
 
-from gitops.commands._common import load_settings
-from gitops.commands.status import fail, status_reader, table
+from gitops.commands._common import add_command, load_settings
+from gitops.commands.status import NO_STATUS, OPTIONS, fail, status_reader, table
 from gitops.settings.load import SecretError
 from gitops.source.git import GitSourceError
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "history",
-        parents=[common],
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "history", OPTIONS,
         help="list the reconciler's runs (one status commit each), newest first",
-        description="Walk the status commits: which org commit each run processed, its result and phase counts.",
+        description="Walk the status commits: which org commit each run processed, its result and phase counts. "
+        "With no status written yet, says so and exits 0, like `status`.",
     )
     p.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N runs (default: 20)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
         return 0
     if not entries:
-        sys.stdout.write("No status commits yet.\n")
+        sys.stdout.write(NO_STATUS + "\n")
         return 0
     rows = [["TIME", "RESULT", "COMMIT", "STATUS COMMIT", "PHASES", "ERRORS", "WARNINGS"]]
     for e in entries:

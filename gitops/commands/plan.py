@@ -7,91 +7,106 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitops.commands._common import load_settings, org_root, report
+from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report
+from gitops.commands._org import Org, OrgFiles, OrgUnavailable
 from gitops.objects import pretty_json
+from gitops.settings.discovery import RESERVED_NAMES
 from gitops.source.files import DirectorySource, FileSource
 
 if TYPE_CHECKING:
     from gitops.plan.model import Plan
     from gitops.settings.model import Settings
 
+PLAN_FORMATS = ("text", "markdown", "json")
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "plan",
-        parents=[common],
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "plan", (*READ_ORG, "state_dir"),
         help="show what applying the org chart would change",
-        description="Compile the org chart under PATH and compare it with a baseline: --base (another commit "
-        "or directory, offline), else the state store of what was applied. Exit codes with --detailed-exitcode: "
-        "0 no changes, 2 changes, 1 error.",
+        description="Compile the org chart (the folder PATH, else --path, else the current directory; with "
+        "--repo/--branch, the tip of that remote branch, read from its commit) and compare it with a baseline: "
+        "--base (another commit or a folder, offline), else live state when a provider is configured, else the "
+        "state store of what was applied. `Head:` names the commit (with +dirty for uncommitted changes in a "
+        "checkout). With --detailed-exitcode: 0 no changes, 2 changes, 1 error.",
     )
-    p.add_argument("path", nargs="?", default=None, help="org directory (default: --path, else .)")
-    p.add_argument("--base", metavar="REF|PATH", help="compare against a git ref of PATH's repository, or a directory")
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    p.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for `apply FILE`")
+    p.add_argument("path", nargs="?", default=None, metavar="PATH",
+                   help="org folder (default: --path, else .); with --repo, the folder inside the repository")
+    p.add_argument("--base", metavar="REF|DIR",
+                   help="compare against a git ref of the org's repository (a branch of the remote with --repo), "
+                        "or a folder")
+    p.add_argument("--format", choices=PLAN_FORMATS, default="text", help="text (default), markdown or json")
+    p.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for `apply FILE` and `show FILE`")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
     p.add_argument("--strict", action="store_true", help="foreign apiVersions are errors")
     p.set_defaults(func=run)
 
 
-def base_source(base: str, head_root: Path) -> tuple[FileSource, str, str]:
-    """A directory, or a git ref of the repository containing the head directory (read from the commit tree)."""
-    if Path(base).is_dir():
-        src = DirectorySource(base)
-        return src, "directory", ""
-    from gitops.source.trees import ref_source
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    try:
+        org = open_org(args, settings, args.path)
+    except OrgUnavailable as exc:
+        report(list(exc.diagnostics), args.color)
+        return fail(str(exc))
+    try:
+        return _plan(args, settings, org)
+    except OrgUnavailable as exc:
+        report(list(exc.diagnostics), args.color)
+        return fail(str(exc))
+    finally:
+        org.close()
 
-    source, commit = ref_source(head_root, base)
+
+def base_source(base: str, org: Org) -> tuple[FileSource, str, str]:
+    """A folder, or a ref of the org's repository (read from the commit tree): source, kind, commit."""
+    if not org.fetch_branch and Path(base).is_dir():
+        return OrgFiles(DirectorySource(base), RESERVED_NAMES), "directory", ""
+    source, commit = org.at(base)
     return source, "commit", commit
 
 
-def run(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace, settings: Settings, org: Org) -> int:
     from gitops import pipeline as engine
     from gitops.apply.state import StateStore
     from gitops.plan import baseline as baselines
 
-    settings = load_settings(args)
-    root = org_root(args, settings)
-    if not root.is_dir():
-        print(f"hiclaw-gitops: {root}: not a directory", file=sys.stderr)
-        return 1
-    head = engine.read_org(DirectorySource(root), strict=args.strict, server_name=settings.server_name)
-    report(head.validation.diagnostics, args.color)
+    if settings.providers and not args.base:
+        return _plan_live(args, settings, org)
+    head = engine.read_org(org.source, strict=args.strict, head=org.head, server_name=settings.server_name)
+    report(org.rebase(head.validation.diagnostics), args.color)
     if not head.ok:
         return 1
-    offline = bool(args.base) or not settings.providers
     if args.base:
         try:
-            src, kind, commit = base_source(args.base, root)
-        except (LookupError, ValueError, OSError) as exc:
-            print(f"hiclaw-gitops: cannot read base {args.base!r}: {exc}", file=sys.stderr)
-            return 1
+            src, kind, commit = base_source(args.base, org)
+        except OrgUnavailable as exc:
+            return fail(f"cannot read base {args.base!r}: {exc}")
         base_read = engine.read_org(src, strict=args.strict, head=commit, server_name=settings.server_name)
         if not base_read.ok:
             print(f"hiclaw-gitops: note: the base {args.base} has validation errors; its valid part is compared",
                   file=sys.stderr)
         current = engine.baseline_of(base_read, settings.with_all_providers(), kind)
-    elif settings.providers:
-        return _plan_live(args, settings, root)
     else:
         state_dir = Path(settings.state_dir)
         current = baselines.from_state(StateStore(state_dir)) if StateStore.exists(state_dir) else baselines.empty()
-    result = engine.plan(head, settings, current, all_providers=offline)
+    result = engine.plan(head, settings, current, all_providers=True)
     return _emit(args, result)
 
 
-def _plan_live(args: argparse.Namespace, settings: Settings, root: Path) -> int:
+def _plan_live(args: argparse.Namespace, settings: Settings, org: Org) -> int:
     """Plan against what the configured providers observe now (a dry run of apply)."""
     from gitops.apply.secrets import SecretError, SecretStore
     from gitops.apply.state import StateStore
+    from gitops.extras import require_backends
     from gitops.pipeline import reconcile
-    from gitops.providers.wiring import BackendsUnavailable, build_backends, close_backends
+    from gitops.providers.wiring import BackendsUnavailable, backend_names, build_backends, close_backends
 
+    require_backends((p.value, n) for p, n in backend_names(settings).items())
     try:
         backends = build_backends(settings, None)
     except BackendsUnavailable as exc:
-        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     store = StateStore(settings.state_dir)
     try:
         # Read only (nothing is generated): what each consumer carries is part of its hash (see with_credentials).
@@ -99,19 +114,20 @@ def _plan_live(args: argparse.Namespace, settings: Settings, root: Path) -> int:
     except SecretError as exc:
         close_backends(backends)
         store.close()
-        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     try:
-        outcome = reconcile(DirectorySource(root), settings, store=store, secrets=secrets, backends=backends,
+        outcome = reconcile(org.source, settings, head=org.head, store=store, secrets=secrets, backends=backends,
                             dry_run=True, strict=args.strict)
     finally:
         close_backends(backends)
         store.close()
         if secrets is not None:
             secrets.close()
-    if outcome.error or outcome.plan is None:
-        print(f"hiclaw-gitops: cannot observe live state: {outcome.error}", file=sys.stderr)
+    report(org.rebase(outcome.diagnostics), args.color)
+    if not outcome.valid:
         return 1
+    if outcome.error or outcome.plan is None:
+        return fail(f"cannot observe live state: {outcome.error}")
     return _emit(args, outcome.plan)
 
 
@@ -123,7 +139,6 @@ def _emit(args: argparse.Namespace, result: Plan) -> int:
     if args.detailed_exitcode and result.has_changes:
         return 2
     return 0
-
 
 
 def render(data: dict[str, object], fmt: str, color: bool) -> str:

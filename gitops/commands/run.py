@@ -8,38 +8,34 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from gitops.commands._common import add_command, load_settings
 from gitops.commands.status import fail as _fail
-from gitops.daemon.health import Health
-from gitops.daemon.lock import LockHeld, StateLock
-from gitops.daemon.logs import configure_logging, event
-from gitops.daemon.loopstate import LoopState
-from gitops.daemon.metrics import Metrics
-from gitops.daemon.notify import EscalationTracker, notifier_from_settings
-from gitops.daemon.passes import DaemonPass, default_pass
-from gitops.daemon.pollers import DirectoryPoller, GitPoller, PollOutcome, watch_directory
-from gitops.daemon.reconciler import Reconciler
-from gitops.daemon.runner import Daemon
-from gitops.daemon.server import HttpServer
-from gitops.providers.wiring import BackendsUnavailable
-from gitops.settings.load import SecretError, SettingsError, optional_secret, settings_from_args
-from gitops.settings.model import Settings
-from gitops.source.git import GitAuth, GitSource, GitSourceError
-from gitops.source.load import ParseCache
-from gitops.source.signatures import SignatureVerifier
-from gitops.status.store import DirectoryStatusStore, GitStatusStore, StatusStore
+
+if TYPE_CHECKING:
+    from gitops.daemon.health import Health
+    from gitops.daemon.loopstate import LoopState
+    from gitops.daemon.metrics import Metrics
+    from gitops.daemon.notify import EscalationTracker
+    from gitops.daemon.passes import DaemonPass
+    from gitops.settings.model import Settings
+
+# A --once pass whose commit ends in one of these exits 1 (`Validated`, `Reconciled` exit 0).
+FAILED_RESULTS = ("Invalid", "Failed", "Refused")
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "run",
-        parents=[common],
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "run", ("settings", "repo", "branch", "path", "state_dir", "status_branch", "color"),
         help="run the reconciler: poll the repository, reconcile each new commit, write status back",
         description=(
             "Follow one branch of the org repository. Each new commit is validated and reconciled once, and one "
             "status commit records the outcome. A poll with no new commit costs one round trip and writes nothing. "
             "Serves /healthz, /readyz, /metrics and a GitHub-style webhook (POST /webhook). SIGTERM lets the pass "
-            "in flight finish. Exit 0 on a clean stop (or, with --once, a successful pass), 1 otherwise."
+            "in flight finish. Exit 0 on a clean stop; with --once, 0 when the commit is valid and its pass succeeded "
+            "(or nothing new was there), 1 when the commit is invalid, refused or its pass failed. Needs the "
+            "`daemon` extra (pip install 'hiclaw-gitops[daemon]', or [all] with every backend)."
         ),
     )
     p.add_argument("--once", action="store_true", help="one poll and at most one pass, then exit")
@@ -53,10 +49,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from_args(args, secrets=True)
-    except SettingsError as exc:
-        return _fail(exc.diagnostics, args.color)
+    from gitops.daemon.lock import LockHeld, StateLock
+    from gitops.daemon.logs import configure_logging
+    from gitops.extras import require, require_backends
+    from gitops.providers.wiring import backend_names
+
+    require("daemon", "`run` (the daemon)")
+    settings = load_settings(args, secrets=True)
+    require_backends((p.value, n) for p, n in backend_names(settings).items())
     configure_logging(args.log_format)
     state_dir = Path(settings.state_dir)
     lock = StateLock(state_dir)
@@ -75,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, settings: Settings, state_dir: Path) -> int:
+    from gitops.daemon.health import Health
+    from gitops.daemon.loopstate import LoopState
+    from gitops.daemon.metrics import Metrics
+    from gitops.daemon.notify import EscalationTracker, notifier_from_settings
+    from gitops.daemon.passes import default_pass
+    from gitops.providers.wiring import BackendsUnavailable
+    from gitops.source.load import ParseCache
+
     metrics = Metrics()
     health = Health()
     stop, wake = threading.Event(), threading.Event()
@@ -97,6 +105,16 @@ def _serve(
     health: Health, stop: threading.Event, wake: threading.Event, state: LoopState, state_path: Path,
     tracker: EscalationTracker,
 ) -> int:
+    from gitops.daemon.logs import event
+    from gitops.daemon.pollers import DirectoryPoller, GitPoller, PollOutcome, watch_directory
+    from gitops.daemon.reconciler import Reconciler
+    from gitops.daemon.runner import Daemon
+    from gitops.daemon.server import HttpServer
+    from gitops.settings.load import SecretError, optional_secret
+    from gitops.source.git import GitAuth, GitSource, GitSourceError
+    from gitops.source.signatures import SignatureVerifier
+    from gitops.status.store import DirectoryStatusStore, GitStatusStore, StatusStore
+
     try:
         webhook_secret = optional_secret(settings.source.webhook_secret_env, settings.source.webhook_secret_file,
                                          key="source.webhook_secret")
@@ -147,7 +165,12 @@ def _serve(
         watch_directory(args.watch, wake, stop)
     try:
         with daemon.signals():
-            return daemon.run(once=args.once)
+            code = daemon.run(once=args.once)
+        if args.once and code == 0 and state.last_result in FAILED_RESULTS:
+            print(f"hiclaw-gitops: the commit {state.last_commit[:12]} was not reconciled: {state.last_result}",
+                  file=sys.stderr)
+            return 1
+        return code
     finally:
         stop.set()
         if server is not None:

@@ -7,28 +7,32 @@ import sys
 from pathlib import Path
 
 from gitops.apply.secrets import SecretError, SecretStore
-from gitops.commands._common import load_settings
+from gitops.commands._common import add_command, common_options, load_settings
+
+OPTIONS = ("settings", "state_dir")
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "secrets",
-        parents=[common],
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "secrets", OPTIONS,
         help="show generated credentials (agent passwords, storage secrets, gateway keys)",
         description="Read the secret store in the state directory (secrets.db; set HICLAW_GITOPS_SECRET_KEY if it "
-        "is encrypted). `list` prints names only; `get NAME` prints one value, for a local operator.",
+        "is encrypted). `list` prints names only; `get NAME` prints one value, for a local operator. Options go "
+        "before or after the action.",
     )
     actions = p.add_subparsers(dest="secrets_action", metavar="ACTION", required=True)
-    get = actions.add_parser("get", help="print one secret's value", description="Print the value of NAME.")
+    after = [common_options(*OPTIONS, suppress=True)]  # the same options after the action
+    get = actions.add_parser("get", parents=after, help="print one secret's value",
+                             description="Print the value of NAME.")
     get.add_argument("name", metavar="NAME", help="e.g. matrix/alice/password")
-    actions.add_parser("list", help="print the names of stored secrets (never values)",
+    actions.add_parser("list", parents=after, help="print the names of stored secrets (never values)",
                        description="Print the name of every stored secret, one a line.")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
-    state_dir = Path(args.state_dir or settings.state_dir)
+    state_dir = Path(settings.state_dir)
     if not SecretStore.exists(state_dir):
         print(f"hiclaw-gitops: no secret store in {state_dir} (nothing has been applied there yet)", file=sys.stderr)
         return 1

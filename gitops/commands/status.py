@@ -11,26 +11,32 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gitops.commands._common import load_settings, report
-from gitops.diagnostics import Diagnostic
+from gitops import KINDS
+from gitops.commands._common import add_command, load_settings, report
+from gitops.commands._common import fail as fail_message
+from gitops.diagnostics import Diagnostic, counts, render_text
 from gitops.settings.load import SecretError
 from gitops.settings.model import Settings
 from gitops.source.git import GitAuth, GitSource, GitSourceError
-from gitops.status.model import StatusSnapshot
+from gitops.status.model import ResourceStatus, StatusSnapshot
 from gitops.status.store import DirectoryStatusStore, GitStatusStore
 
+NO_STATUS = "No status has been written yet."
+OPTIONS = ("settings", "repo", "branch", "state_dir", "status_branch", "color")
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "status",
-        parents=[common],
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, "status", OPTIONS,
         help="show the status the reconciler wrote back (per resource)",
         description=(
             "Read the newest status commit (status branch, or status.path on the org branch) and show the last "
-            "run and every resource's phase. SELECTOR filters: a kind (worker), or kind/name (worker/alice)."
+            "run, its diagnostics, and every resource's phase, conditions and diagnostics. SELECTOR filters: a "
+            "kind (worker), or kind/name (worker/alice); a kind/name with no status is an error (exit 1). With "
+            "no status written yet, says so and exits 0, like `history`."
         ),
     )
-    p.add_argument("selector", nargs="?", help="kind or kind/name to show")
+    p.add_argument("selector", nargs="?", metavar="SELECTOR", help="kind or kind/name to show")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     p.add_argument("--offline", action="store_true",
                    help="read the daemon's cache in the state directory instead of fetching")
@@ -71,6 +77,10 @@ def status_reader(settings: Settings, offline: bool) -> Iterator[GitStatusStore]
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    kind, name = parse_selector(args.selector)
+    if args.selector and kind is None:
+        return fail_message(f"unknown kind in {args.selector!r}: expected one of {', '.join(KINDS)} "
+                            "(optionally /NAME)")
     try:
         if args.watch_dir:
             snapshot = DirectoryStatusStore(Path(settings.state_dir) / "status").read()
@@ -80,22 +90,30 @@ def run(args: argparse.Namespace) -> int:
     except (GitSourceError, SecretError) as exc:
         return fail([exc.diagnostic], args.color)
     phases = snapshot.phases()
-    snapshot = select(snapshot, args.selector)
+    selected = select(snapshot, kind, name)
     if args.format == "json":
-        sys.stdout.write(to_json(snapshot, phases))
+        sys.stdout.write(to_json(selected, phases))
     else:
-        sys.stdout.write(to_table(snapshot))
-    return 0 if snapshot.summary is not None or args.selector else 1
+        sys.stdout.write(to_table(selected, whole=not args.selector))
+    if name and not selected.resources:
+        why = "no status has been written yet" if snapshot.summary is None else "the last run does not name it"
+        return fail_message(f"no status for {kind}/{name}: {why}")
+    return 0
 
 
-def select(snapshot: StatusSnapshot, selector: str | None) -> StatusSnapshot:
+def parse_selector(selector: str | None) -> tuple[str | None, str]:
+    """`worker/alice` → ("Worker", "alice"); an unknown kind → (None, "")."""
     if not selector:
-        return snapshot
+        return None, ""
     kind, _, name = selector.partition("/")
-    kept = {
-        k: r for k, r in snapshot.resources.items()
-        if r.kind.lower() == kind.lower() and (not name or r.name == name)
-    }
+    canonical = next((k for k in KINDS if k.lower() == kind.lower()), None)
+    return canonical, name
+
+
+def select(snapshot: StatusSnapshot, kind: str | None, name: str = "") -> StatusSnapshot:
+    if kind is None:
+        return snapshot
+    kept = {k: r for k, r in snapshot.resources.items() if r.kind == kind and (not name or r.name == name)}
     return StatusSnapshot(snapshot.summary, kept)
 
 
@@ -114,12 +132,12 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
 
 
-def to_table(snapshot: StatusSnapshot) -> str:
+def to_table(snapshot: StatusSnapshot, whole: bool = True) -> str:
+    """The last run, its diagnostics, a row per resource, then each resource's conditions and diagnostics."""
     s = snapshot.summary
     if s is None:
-        return "No status has been written yet.\n"
-    errors = sum(1 for d in s.diagnostics if d.severity.value == "error")
-    warnings = len(s.diagnostics) - errors
+        return NO_STATUS + "\n"
+    errors, warnings = counts(s.diagnostics)
     out = f"Last run: {s.result} for {s.commit[:12]} at {s.time} ({errors} errors, {warnings} warnings)\n"
     if s.message:
         out += f"{s.message}\n"
@@ -127,12 +145,36 @@ def to_table(snapshot: StatusSnapshot) -> str:
         out += f"Last valid commit: {s.last_good_commit[:12]}\n"
     if s.force_push:
         out += f"Force-push: {str(s.force_push.get('previous', ''))[:12]} -> {str(s.force_push.get('new', ''))[:12]}\n"
+    resources = snapshot.sorted_resources()
+    files = {r.file for r in snapshot.resources.values() if r.file}
+    loose = [d for d in s.diagnostics if d.file not in files]
+    if whole and loose:
+        out += "\nDiagnostics:\n" + _indent(render_text(loose).rsplit("\n", 2)[0] + "\n")
     out += "\n"
     rows = [["KIND", "NAME", "PHASE", "OBSERVED", "FAILURES", "MESSAGE"]]
-    for r in snapshot.sorted_resources():
+    for r in resources:
         message = r.last_error or next((c.message for c in r.conditions if c.status != "True" and c.message), "")
         rows.append([r.kind, r.name, r.phase, r.observed_commit[:12] or "-", str(r.failures),
                      message.splitlines()[0] if message else ""])
     if len(rows) == 1:
         return out + "No resources.\n"
-    return out + table(rows)
+    out += table(rows)
+    for r in resources:
+        out += "\n" + details(r, [d for d in s.diagnostics if r.file and d.file == r.file])
+    return out
+
+
+def details(r: ResourceStatus, diagnostics: Sequence[Diagnostic]) -> str:
+    """One resource: its conditions (type, status, reason, message), last error and diagnostics."""
+    head = f"{r.kind}/{r.name}" + (f" ({r.file})" if r.file else "") + f": {r.phase}\n"
+    lines = [f"{c.type}={c.status} {c.reason}" + (f": {c.message}" if c.message else "") for c in r.conditions]
+    if r.last_error and not any(r.last_error in line for line in lines):
+        lines.append(f"last error: {r.last_error}")
+    body = "".join(f"  {line}\n" for line in lines)
+    if diagnostics:
+        body += _indent(render_text(diagnostics).rsplit("\n", 2)[0] + "\n")
+    return head + body
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
