@@ -136,10 +136,13 @@ def plan(
     traits = traits or traits_for(settings)
     with paused_gc():
         desired = desired or desired_state(read, effective, cache)
-        gained, lost = access_report.diff(current.access, desired.access) if desired.access is not None else ((), ())
+        access = access_report.diff(current.access, desired.access) if desired.access is not None else None
         new_org = org_snapshot(read.validation.org.resources())
         guard = prune_guard(desired, current, settings.prune, new_org)
         warnings = list(desired.notes) if not all_providers else []
+        # Validation warnings reach every view of the plan (a PR comment included), not only the terminal.
+        warnings += [f"{d.file}:{d.line}: {d.code}: {d.message}" for d in read.validation.diagnostics
+                     if d.severity.value == "warning"]
         if guard["tripped"]:
             warnings.append(
                 "prune guard: " + "; ".join(guard["reasons"]) + " — apply refuses without --allow-mass-delete"
@@ -154,8 +157,7 @@ def plan(
             disabled_notes={p.value: "no settings section" for p in Provider},
             old_org=current.org,
             new_org=new_org,
-            access_gained=gained,
-            access_lost=lost,
+            access=access,
             warnings=warnings,
             guard=guard,
             replace_on=lambda obj: traits.of(obj).replace_on,

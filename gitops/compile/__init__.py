@@ -105,10 +105,17 @@ def _assemble(chart: Chart, settings: Settings, results: list[UnitResult]) -> De
         objects += grant_objects((c for r in results for c in r.consumers), settings.gateway)
     if Provider.RUNTIME in enabled:
         objects += [o for r in results for o in r.containers]
+    rooms = [room for r in results for room in r.members]
+    ids = chart.identities
     access = AccessReport.build(
         chart.actor,
-        {alias: members for r in results for alias, members in r.members},
+        {alias: members for alias, members, _, _ in rooms},
         {agent: (group, dm) for r in results for agent, group, dm in r.allow},
+        power={alias: power for alias, _, power, _ in rooms},
+        private=(alias for alias, _, _, private in rooms if private),
+        admin=ids.admin,
+        manager=ids.manager_id or "",
+        domain=ids.domain,
     )
     return DesiredState.of(objects, enabled, access=access, notes=notes(settings))
 

@@ -34,6 +34,7 @@ class Room:
     members: frozenset[str]
     power: frozenset[str]
     owner: Resource
+    private: bool = False  # a DM or a team worker room: humans are not added by access grants
 
 
 def rooms(chart: Chart, reach: Reach) -> list[Room]:
@@ -55,7 +56,7 @@ def _authority(ids: Identities) -> frozenset[str]:
 def manager_room(ids: Identities, manager: Agent) -> Room:
     """Manager DM."""
     name, authority = manager.name, _authority(ids)
-    return Room(f"hiclaw-manager-{name}", f"Manager: {name}", True, authority, authority, manager.owner)
+    return Room(f"hiclaw-manager-{name}", f"Manager: {name}", True, authority, authority, manager.owner, True)
 
 
 def worker_room(ids: Identities, worker: Agent, humans: frozenset[str]) -> Room:
@@ -76,13 +77,15 @@ def team_rooms(ids: Identities, team: Team, everywhere: frozenset[str], humans: 
     team_room = heads | workers | team.human_members | humans  # never the Manager
     trt = team.runtime_name
     out.append(Room(f"hiclaw-team-{trt}", f"Team: {trt}", False, team_room, heads, owner))
-    out.extend(_agent_room(w.runtime_name, heads | {ids.id(w)}, heads, owner) for w in team.workers)
-    out.append(Room(f"hiclaw-leader-dm-{lead_rt}", f"Leader DM: {lead_rt}", True, heads, heads, owner))
+    out.extend(_agent_room(w.runtime_name, heads | {ids.id(w)}, heads, owner, private=True) for w in team.workers)
+    out.append(Room(f"hiclaw-leader-dm-{lead_rt}", f"Leader DM: {lead_rt}", True, heads, heads, owner, True))
     return out
 
 
-def _agent_room(rt: str, members: frozenset[str], power: frozenset[str], owner: Resource) -> Room:
-    return Room(f"hiclaw-worker-{rt}", f"Worker: {rt}", False, members, power, owner)
+def _agent_room(
+    rt: str, members: frozenset[str], power: frozenset[str], owner: Resource, private: bool = False
+) -> Room:
+    return Room(f"hiclaw-worker-{rt}", f"Worker: {rt}", False, members, power, owner, private)
 
 
 def alias(room: Room, chart: Chart | Identities) -> str:

@@ -52,7 +52,7 @@ class UnitResult:
     identities: tuple[ManagedObject, ...] = ()
     gateway: tuple[ManagedObject, ...] = ()
     containers: tuple[ManagedObject, ...] = ()
-    members: tuple[tuple[str, frozenset[str]], ...] = ()  # room alias -> members by the rules
+    members: tuple[tuple[str, frozenset[str], frozenset[str], bool], ...] = ()  # alias, members, power, private
     allow: AllowSets = ()
     consumers: tuple[Consumer, ...] = ()
 
@@ -180,7 +180,7 @@ def _agents_result(
         )
         if Provider.RUNTIME in enabled
         else (),
-        members=tuple((alias(room, ids), room.members) for room in planned),
+        members=tuple((alias(room, ids), room.members, room.power, room.private) for room in planned),
         allow=_allow_sets(ids, agents),
         consumers=tuple(consumer_of(a, settings.gateway_or_default) for a, _ in agents),
     )

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gitops.compile.access import AccessDiff
 from gitops.objects import SECRET_PREFIX, ManagedObject, Provider, canonical_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the access section holds set changes and per-principal summaries, not pairs
 REDACTED = "(redacted)"
 UP_TO_DATE = "up to date"
 
@@ -119,8 +120,7 @@ class Plan:
     providers: Mapping[str, str]  # provider -> "enabled" | "disabled: why"
     changes: tuple[Change, ...]
     summaries: tuple[ResourceSummary, ...] = ()
-    access_gained: tuple[tuple[str, str, str], ...] = ()
-    access_lost: tuple[tuple[str, str, str], ...] = ()
+    access: AccessDiff = field(default_factory=AccessDiff)
     warnings: tuple[str, ...] = ()
     guard: Mapping[str, Any] = field(default_factory=dict)
     unchanged: int = 0  # objects already as desired (their no-op changes are not serialised)
@@ -151,10 +151,7 @@ class Plan:
             "providers": dict(self.providers),
             "counts": self.counts(),
             "summaries": [s.to_dict() for s in self.summaries],
-            "access": {
-                "gained": [list(e) for e in self.access_gained],
-                "lost": [list(e) for e in self.access_lost],
-            },
+            "access": self.access.to_dict(),
             "warnings": list(self.warnings),
             "guard": dict(self.guard),
             "changes": [c.to_dict() for c in self.changes if c.action is not Action.NOOP],
@@ -173,8 +170,7 @@ class Plan:
             providers=d["providers"],
             changes=tuple(Change.from_dict(c) for c in d["changes"]),
             summaries=tuple(ResourceSummary(s["ref"], s["status"], tuple(s["details"])) for s in d["summaries"]),
-            access_gained=tuple(tuple(e) for e in d["access"]["gained"]),
-            access_lost=tuple(tuple(e) for e in d["access"]["lost"]),
+            access=AccessDiff.from_dict(d["access"]),
             warnings=tuple(d["warnings"]),
             guard=d.get("guard", {}),
             unchanged=int(d.get("unchanged", 0)),
@@ -429,6 +425,17 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def raised_to_level_one(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A Human raised to permission level 1 joins every shared room and every agent's allow-lists."""
+    out = []
+    for ref, spec in new.items():
+        if ref.startswith("Human/") and spec.get("permissionLevel") == 1 and ref in old and (
+                old[ref].get("permissionLevel") != 1):
+            out.append(f"access: {ref} is raised to level 1: a member of every shared room and on every agent's "
+                       "allow-lists, the Manager's included")
+    return out
+
+
 def make_plan(
     *,
     desired: Mapping[str, ManagedObject],
@@ -440,8 +447,7 @@ def make_plan(
     disabled_notes: Mapping[str, str],
     old_org: Mapping[str, Mapping[str, Any]],
     new_org: Mapping[str, Mapping[str, Any]],
-    access_gained: Iterable[tuple[str, str, str]] = (),
-    access_lost: Iterable[tuple[str, str, str]] = (),
+    access: AccessDiff | None = None,
     warnings: Iterable[str] = (),
     guard: Mapping[str, Any] | None = None,
     replace_on: Callable[[ManagedObject], frozenset[str]] = lambda obj: frozenset(),
@@ -453,9 +459,13 @@ def make_plan(
     enabled = {p.value for p in providers}
     changes = diff_objects(desired, current, replace_on, prune, reissue)
     kept = sum(1 for key, obj in current.items() if key not in desired and (not obj.prune or not prune))
+    warnings = list(warnings)
     if kept:
         why = "prune disabled" if prune else "prune.enabled is false in the settings"
-        warnings = [*warnings, f"{kept} object(s) no longer declared are kept: {why}"]
+        warnings.append(f"{kept} object(s) no longer declared are kept: {why}")
+    warnings += raised_to_level_one(old_org, new_org)
+    if access is not None:
+        warnings += access.warnings
     provider_state = {
         p.value: "enabled" if p.value in enabled else f"disabled: {disabled_notes.get(p.value, 'not configured')}"
         for p in Provider
@@ -468,8 +478,7 @@ def make_plan(
         providers=provider_state,
         changes=changes,
         summaries=summarise(old_org, new_org, changes),
-        access_gained=tuple(sorted(access_gained)),
-        access_lost=tuple(sorted(access_lost)),
+        access=access or AccessDiff(),
         warnings=tuple(warnings),
         guard=dict(guard or {}),
     )

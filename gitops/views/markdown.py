@@ -94,22 +94,25 @@ def _summary(plan: PlanDict) -> list[str]:
     return ["", "#### Summary", "", *_bounded(rows, SUMMARY_BUDGET, "resources")]
 
 
+KINDS = {"outside": "**outside the server's domain**", "admin": "Global Admin", "actor": "the actor",
+         "agent": "agent", "human": "human"}
+
+
 def _access(plan: PlanDict) -> list[str]:
     access = plan.get("access") or {}
-    rows = [
-        f"| {code(sender, True)} | {code(receiver, True)} | {_where(channel)} | {word} |"
-        for word, entries in (("gained", access.get("gained") or ()), ("lost", access.get("lost") or ()))
-        for sender, receiver, channel in entries
-    ]
+    rows = [f"| {code(p['id'], True)} | {KINDS.get(p['kind'], esc(p['kind']))} | "
+            f"{esc(p['summary'].split('): ', 1)[-1])} |" for p in access.get("principals") or ()]
     if not rows:
         return []
-    head = ["", "#### Access changes", "", "Who can address whom, and where.", "",
-            "| Who | Whom | Where | Change |", "|---|---|---|---|"]
-    return head + _bounded(rows, ACCESS_BUDGET, "access changes")
-
-
-def _where(channel: str) -> str:
-    return text.channel_phrase(channel) if channel == "dm" else code(channel, True)
+    head = ["", "#### Access changes", "", "Who can address whom, and where — a line per identity whose reach changes.",
+            "", "| Who | Is | Change |", "|---|---|---|"]
+    details = []
+    for title, lines in text.access_groups(access):  # rooms and allow-lists, bounded, folded
+        if title == "by principal":
+            continue
+        details += ["", f"<details><summary>{esc(title)} ({len(lines)})</summary>", "", "```",
+                    *lines, "```", "</details>"]
+    return head + _bounded(rows, ACCESS_BUDGET, "identities") + details
 
 
 def _warnings(plan: PlanDict) -> list[str]:

@@ -179,12 +179,18 @@ def _changes(plan: PlanDict, with_access: bool) -> _Diagram:
                 d.edge(room, f"u:{user}", "-.-", ("leaves",), RED)
     if with_access:
         access = plan.get("access") or {}
-        for entries, gained in ((access.get("gained") or (), True), (access.get("lost") or (), False)):
-            for sender, receiver, both, channels in access_pairs(entries):
-                d.node(f"u:{sender}", "person", sender)
-                d.node(f"u:{receiver}", "person", receiver)
-                arrow = ("<-->" if both else "-->") if gained else ("<-.->" if both else "-.->")
-                d.edge(f"u:{sender}", f"u:{receiver}", arrow, channels, GREEN if gained else RED)
+        for agent in access.get("agents") or ():  # who may now (or no longer) address the agent, and where
+            receiver = agent["agent"]
+            for gained, side in ((True, "added"), (False, "removed")):
+                channels: dict[str, list[str]] = {}
+                for key in ("group", "dm"):
+                    for sender in agent[key][side]:
+                        channels.setdefault(sender, []).append(key)
+                for sender, where in sorted(channels.items()):
+                    d.node(f"u:{sender}", "person", sender)
+                    d.node(f"u:{receiver}", "person", receiver)
+                    d.edge(f"u:{sender}", f"u:{receiver}", "-->" if gained else "-.->", tuple(where),
+                           GREEN if gained else RED)
     return d
 
 

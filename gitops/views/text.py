@@ -69,23 +69,50 @@ def channel_phrase(channel: str) -> str:
     return "direct messages" if channel == "dm" else channel
 
 
+ACCESS_NAMES = 5  # names shown per set change; the JSON has them all
+ACCESS_LINES = 40  # principals, rooms and agents shown per section; the JSON has them all
+
+
+def set_phrase(change: Mapping[str, Any], limit: int = ACCESS_NAMES) -> str:
+    """`+a, +b, −c (and 4 more)` for a set change, a bounded number of names."""
+    names = [f"+{n}" for n in change.get("added") or ()] + [f"−{n}" for n in change.get("removed") or ()]
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" (and {more} more)" if more > 0 else "")
+
+
 def access_groups(access: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
-    """Access changes by channel (rooms in order, then direct messages): `+ sender → receiver` lines."""
-    groups: dict[str, list[tuple[str, str, str]]] = {}
-    for sign, entries in (("+", access.get("gained") or ()), ("-", access.get("lost") or ())):
-        for sender, receiver, channel in entries:
-            groups.setdefault(channel, []).append((sender, receiver, sign))
-    order = sorted(groups, key=lambda c: (c == "dm", c))
-    out = []
-    for channel in order:
-        entries = sorted(groups[channel], key=_gained_first)
-        out.append((channel_phrase(channel), [f"{sign} {sender} → {receiver}" for sender, receiver, sign in entries]))
+    """The access section in readable groups: a summary per principal first, then the set changes per room
+    (members, power 100) and per agent (who may address it in groups and by DM) — each bounded."""
+    out: list[tuple[str, list[str]]] = []
+    principals = [f"~ {p['summary']}" for p in access.get("principals") or ()]
+    if principals:
+        actor = (access.get("actor") or {}).get("id")
+        tail = [f"  (actor {actor}: in every managed room, exempt from the rules)"] if actor else []
+        out.append(("by principal", _bounded_lines(principals, "principals") + tail))
+    rooms = []
+    for room in access.get("rooms") or ():
+        line = f"{room['room']}{' (private)' if room.get('private') else ''}: "
+        parts = []
+        if room["members"]["added"] or room["members"]["removed"]:
+            parts.append("members " + set_phrase(room["members"]))
+        if room["power"]["added"] or room["power"]["removed"]:
+            parts.append("power 100 " + set_phrase(room["power"]))
+        rooms.append(line + "; ".join(parts))
+    if rooms:
+        out.append(("rooms", _bounded_lines(rooms, "rooms")))
+    agents = []
+    for agent in access.get("agents") or ():
+        parts = [f"{word} {set_phrase(agent[key])}" for key, word in (("group", "group"), ("dm", "DM"))
+                 if agent[key]["added"] or agent[key]["removed"]]
+        agents.append(f"{agent['agent']} accepts: " + "; ".join(parts))
+    if agents:
+        out.append(("allow-lists", _bounded_lines(agents, "agents")))
     return out
 
 
-def _gained_first(entry: tuple[str, str, str]) -> tuple[str, str, str]:
-    sender, receiver, sign = entry
-    return (sign, sender, receiver)  # "+" sorts before "-"
+def _bounded_lines(lines: list[str], what: str, limit: int = ACCESS_LINES) -> list[str]:
+    more = len(lines) - limit
+    return lines[:limit] + ([f"… and {more} more {what} (in --format json)"] if more > 0 else [])
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
@@ -206,7 +233,7 @@ def render(plan: PlanDict, color: bool = False) -> str:
     if groups:
         out += [("plain", ""), ("title", "Access changes (who can address whom):")]
         for where, lines in groups:
-            out.append(("plain", f"  in {where}"))
+            out.append(("plain", f"  {where}:"))
             out += [("entry", f"    {line}") for line in lines]
 
     changes = plan.get("changes") or []

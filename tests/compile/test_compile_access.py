@@ -66,18 +66,38 @@ def test_to_dict_groups_senders_by_channel_and_receiver() -> None:
     assert sum(len(s) for r in channels.values() for s in r.values()) == len(REPORT)
 
 
-def test_diff_reports_gained_and_lost_access() -> None:
+def test_diff_is_set_changes_per_room_and_per_agent() -> None:
     before = compiled(team("web", workers=("dev", "qa"))).access
     after = compiled(team("web", workers=("dev", "qa"), peerMentions=False), human("olivia", 1)).access
-    gained, lost = diff(before, after)
-    assert access("dev", "qa", "hiclaw-team-web") in lost and access("qa", "dev", "hiclaw-team-web") in lost
-    assert access("olivia", "lead", DM) in gained
-    assert set(gained) == set(after) - set(before) and set(lost) == set(before) - set(after)
+    change = diff(before, after)
+    lists = {a.agent: a for a in change.agents}
+    assert uid("qa") in lists[uid("dev")].group.removed and uid("dev") in lists[uid("qa")].group.removed
+    assert uid("olivia") in lists[uid("lead")].dm.added
+    rooms = {r.room: r for r in change.rooms}
+    assert uid("olivia") in rooms[f"#hiclaw-team-web:{D}"].members.added
+    assert f"#hiclaw-worker-dev:{D}" not in rooms  # a private team worker room: level 1 does not reach it
+    olivia = next(p for p in change.principals if p.id == uid("olivia"))
+    assert olivia.kind == "human" and olivia.rooms_gained.count == 2 and olivia.reaches_gained.count == 3
 
 
-def test_diff_against_nothing_gains_everything() -> None:
-    gained, lost = diff(None, REPORT)
-    assert (gained, lost) == (REPORT.entries, ())
+def test_diff_against_nothing_lists_every_set_once_and_shares_it() -> None:
+    change = diff(None, REPORT)
+    assert {r.room for r in change.rooms} == set(REPORT.rooms)
+    for r in change.rooms:
+        assert r.members.added is REPORT.rooms[r.room] and r.members.removed == frozenset()
+    for a in change.agents:
+        assert a.group.added is REPORT.group[a.agent]  # the compiled set itself, not a copy
+
+
+def test_diff_of_equal_reports_is_empty() -> None:
+    assert not diff(REPORT, REPORT) and diff(REPORT, REPORT).principals == ()
+
+
+def test_power_and_private_rooms_are_part_of_the_report() -> None:
+    assert REPORT.power[f"#hiclaw-team-web:{D}"] == frozenset({uid("admin"), uid("lead")})
+    assert f"#hiclaw-worker-dev:{D}" in REPORT.private and f"#hiclaw-team-web:{D}" not in REPORT.private
+    assert REPORT.kind(uid("dev")) == "agent" and REPORT.kind(uid("olivia")) == "human"
+    assert REPORT.kind("@x:elsewhere.example") == "outside" and REPORT.kind(REPORT.actor) == "actor"
 
 
 def test_build_from_observed_rooms_and_lists() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import given, settings
@@ -96,9 +97,26 @@ def test_every_dependency_exists_in_the_desired_state(resources: list[Resource],
 
 @settings(max_examples=40, deadline=None)
 @given(before=orgs(), after=orgs())
-def test_access_diff_is_the_difference_of_the_entries(before: list[Resource], after: list[Resource]) -> None:
+def test_access_diff_applied_to_the_old_report_gives_the_new_one(before: list[Resource], after: list[Resource]) -> None:
     old, new = compile_org(org(*before), ALL).access, compile_org(org(*after), ALL).access
-    gained, lost = diff(old, new)
-    assert set(gained) == set(new) - set(old)
-    assert set(lost) == set(old) - set(new)
-    assert diff(new, new) == ((), ())
+    change = diff(old, new)
+
+    def applied(sets: Mapping[str, frozenset[str]], changes: dict[str, Any]) -> dict[str, frozenset[str]]:
+        out = dict(sets)
+        for key, c in changes.items():
+            out[key] = (out.get(key, frozenset()) - c.removed) | c.added
+        return {k: v for k, v in out.items() if v}
+
+    def nonempty(sets: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+        return {k: v for k, v in sets.items() if v}
+
+    assert applied(old.rooms, {r.room: r.members for r in change.rooms}) == nonempty(new.rooms)
+    assert applied(old.power, {r.room: r.power for r in change.rooms}) == nonempty(new.power)
+    assert applied(old.group, {a.agent: a.group for a in change.agents}) == nonempty(new.group)
+    assert applied(old.dm, {a.agent: a.dm for a in change.agents}) == nonempty(new.dm)
+    for p in change.principals:  # each summary counts exactly the set changes that name it
+        assert p.rooms_gained.count == sum(p.id in r.members.added for r in change.rooms)
+        assert p.rooms_lost.count == sum(p.id in r.members.removed for r in change.rooms)
+        assert p.reaches_gained.count == sum(p.id in (a.group.added | a.dm.added) and a.agent != p.id
+                                             for a in change.agents)
+    assert not diff(new, new)

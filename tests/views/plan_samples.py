@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gitops.compile.access import AccessReport, diff
 from gitops.objects import ManagedObject, Provider
 from gitops.plan.model import Plan, make_plan
 
@@ -75,6 +76,31 @@ TEAM_AFTER = {"peerMentions": False, "leader": {"name": "frontend-lead"},
               "workers": [{"name": "fe-dev", "soul": SOUL_AFTER, "runtime": "openclaw"}, {"name": "bob"}]}
 
 
+# The access report before and after the sample's change: bob joins the team (lena leaves it), alice is new, and
+# an outside contractor is added to fe-dev's group allow-list without joining any room.
+_TEAM = room("hiclaw-team-frontend-team")
+ACCESS_BEFORE = AccessReport.build(
+    uid("hiclaw-gitops"),
+    {_TEAM: [uid("priya"), uid("frontend-lead"), uid("fe-dev"), uid("lena")],
+     room("hiclaw-worker-fe-dev"): [uid("priya"), uid("frontend-lead"), uid("fe-dev")]},
+    {uid("fe-dev"): ([uid("priya"), uid("frontend-lead"), uid("lena")], [uid("priya"), uid("lena")]),
+     uid("frontend-lead"): ([uid("priya"), uid("fe-dev"), uid("lena")], [uid("priya")])},
+    power={_TEAM: [uid("priya"), uid("frontend-lead")]},
+    private=[room("hiclaw-worker-fe-dev")], admin=uid("admin"), domain=D,
+)
+ACCESS_AFTER = AccessReport.build(
+    uid("hiclaw-gitops"),
+    {_TEAM: [uid("priya"), uid("frontend-lead"), uid("fe-dev"), uid("bob")],
+     room("hiclaw-worker-fe-dev"): [uid("priya"), uid("frontend-lead"), uid("fe-dev")],
+     room("hiclaw-worker-alice"): [uid("admin"), uid("alice")]},
+    {uid("fe-dev"): ([uid("priya"), uid("frontend-lead"), uid("bob"), "@contractor:evil.example.com"], [uid("priya")]),
+     uid("frontend-lead"): ([uid("priya"), uid("fe-dev"), uid("bob")], [uid("priya")]),
+     uid("alice"): ([uid("admin")], [uid("admin")])},
+    power={_TEAM: [uid("priya"), uid("frontend-lead")], room("hiclaw-worker-alice"): [uid("admin")]},
+    private=[room("hiclaw-worker-fe-dev")], admin=uid("admin"), domain=D,
+)
+
+
 def sample() -> Plan:
     """Every action: create, update, replace, delete, a no-op, and an object kept because prune is disabled."""
     current = table(
@@ -113,15 +139,8 @@ def sample() -> Plan:
                  "Worker/old": {"model": "qwen3.6-plus"}, "Worker/support-bot": {"model": "qwen3.6-plus"}},
         new_org={"Team/frontend-team": TEAM_AFTER, "Worker/alice": {"model": "claude-sonnet-4-6"},
                  "Worker/support-bot": {"model": "qwen3.6-plus"}},
-        access_gained=[(uid("bob"), uid("frontend-lead"), room("hiclaw-team-frontend-team")),
-                       (uid("frontend-lead"), uid("bob"), room("hiclaw-team-frontend-team")),
-                       (uid("priya"), uid("bob"), "dm"),
-                       (uid("alice"), uid("admin"), room("hiclaw-worker-alice")),
-                       (uid("admin"), uid("alice"), room("hiclaw-worker-alice"))],
-        access_lost=[(uid("lena"), uid("fe-dev"), room("hiclaw-team-frontend-team")),
-                     (uid("fe-dev"), uid("lena"), room("hiclaw-team-frontend-team")),
-                     (uid("lena"), uid("fe-dev"), "dm")],
-        warnings=["1 object(s) no longer declared are kept: prune disabled"],
+        access=diff(ACCESS_BEFORE, ACCESS_AFTER),
+
         guard={"tripped": False, "reasons": [], "deleted_agents": ["old"]},
     )
 
@@ -146,8 +165,10 @@ def huge(agents: int = 3000) -> Plan:
         for o in (soul(name, body, f"Worker/{name}"), user(name, f"Worker/{name}")):
             desired[o.key] = o
         new_org[f"Worker/{name}"] = {"model": "qwen3.6-plus", "soul": body}
-    gained = [(uid("admin"), uid(f"worker-{i:05d}"), room(f"hiclaw-worker-worker-{i:05d}")) for i in range(agents)]
+    rooms = {room(f"hiclaw-worker-worker-{i:05d}"): [uid("admin"), uid(f"worker-{i:05d}")] for i in range(agents)}
+    lists = {uid(f"worker-{i:05d}"): ([uid("admin")], [uid("admin")]) for i in range(agents)}
+    access = diff(None, AccessReport.build(uid("hiclaw-gitops"), rooms, lists, admin=uid("admin"), domain=D))
     return make_plan(desired=desired, current={}, head="dir:0123456789abcdef", base="nothing applied yet",
                      compared_against="empty", providers=ALL, disabled_notes={}, old_org={}, new_org=new_org,
-                     access_gained=gained, warnings=[f"warning {i}: something to know" for i in range(300)],
+                     access=access, warnings=[f"warning {i}: something to know" for i in range(300)],
                      guard={"tripped": True, "reasons": ["the desired state is huge"], "deleted_agents": []})
