@@ -83,9 +83,10 @@ def _plan(args: argparse.Namespace, settings: Settings, org: Org) -> int:
         except OrgUnavailable as exc:
             return fail(f"cannot read base {args.base!r}: {exc}")
         base_read = engine.read_org(src, strict=args.strict, head=commit, server_name=settings.server_name)
-        if not base_read.ok:
-            print(f"hiclaw-gitops: note: the base {args.base} has validation errors; its valid part is compared",
-                  file=sys.stderr)
+        if not base_read.ok:  # its errors say what the compiler cannot be given (a port twice, a name twice)
+            report(base_read.validation.diagnostics, args.color)
+            return fail(f"the base {args.base} is invalid (its errors are above, paths relative to the base); "
+                        "fix them, or plan against another base")
         current = engine.baseline_of(base_read, settings.with_all_providers(), kind)
     else:
         state_dir = Path(settings.state_dir)

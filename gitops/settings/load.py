@@ -349,7 +349,7 @@ def _coerce(raw: str, prop: Mapping[str, Any]) -> Any:
     return raw
 
 
-class _BadOverride(ValueError):
+class _BadOverride(Exception):
     """An environment value for a list or mapping setting that cannot be used as one."""
 
 

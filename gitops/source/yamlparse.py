@@ -94,7 +94,7 @@ def _typed(tag: str) -> Any:
                 )
         try:
             return base(loader, node)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        except Exception as exc:  # the safe constructors raise ValueError, IndexError, KeyError, AttributeError…
             if explicit:
                 message = f"the value tagged `{explicit}` is not {word}"
                 hint = f"remove the `{explicit}` tag, or write {word} after it"
