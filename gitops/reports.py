@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gitops import __version__
@@ -20,6 +21,19 @@ FORMATS = ("text", "json", "github", "sarif", "gitlab")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning"}
 GITLAB_SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor"}
+
+
+def rebase(d: Diagnostic, prefix: str) -> Diagnostic:
+    """A diagnostic whose file is relative to the org root, renamed relative to the repository root (the org
+    root is `prefix` inside it). Files that are not org files (a settings file, `$ENV`, `--flag`) stay."""
+    prefix = prefix.strip("/")
+    if not prefix or not d.file or d.file.startswith(("$", "--", "/")):
+        return d
+    return replace(d, file=prefix if d.file == "." else f"{prefix}/{d.file}")
+
+
+def rebased(diagnostics: Iterable[Diagnostic], prefix: str) -> list[Diagnostic]:
+    return [rebase(d, prefix) for d in diagnostics]
 
 
 def fingerprint(d: Diagnostic) -> str:

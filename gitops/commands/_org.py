@@ -17,12 +17,13 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 
 from gitops.diagnostics import Diagnostic
+from gitops.reports import rebased
 from gitops.settings.discovery import RESERVED_NAMES
 from gitops.settings.model import Settings
 from gitops.source.files import DirectorySource, FileSource, SourceFile
@@ -101,7 +102,7 @@ class Org:
 
     def rebase(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
         """Diagnostics with org-relative files renamed relative to the repository root."""
-        return [rebase(d, self.prefix) for d in diagnostics]
+        return rebased(diagnostics, self.prefix)
 
     def at(self, ref: str) -> tuple[FileSource, str]:
         """The same org root at another ref of the same repository (for `plan --base`), and its commit id."""
@@ -113,14 +114,6 @@ class Org:
 
     def close(self) -> None:
         self.cleanup.close()
-
-
-def rebase(d: Diagnostic, prefix: str) -> Diagnostic:
-    if not prefix or not d.file or d.file.startswith(("$", "--", "/")):
-        return d
-    if d.file == ".":
-        return replace(d, file=prefix)
-    return replace(d, file=f"{prefix}/{d.file}")
 
 
 def _resolve(repo: pygit2.Repository, ref: str, fetch_branch: Callable[[str], object] | None) -> pygit2.Commit:

@@ -55,9 +55,10 @@ class DaemonPass:
 
     def __call__(self, source: FileSource, commit: str) -> PassResult:
         result = self._reconcile(source, commit, dry_run=False)
+        prefix = self.settings.source.path  # status names files relative to the repository root
         if not self.backends and result.valid:
-            return planned_only(result, commit)
-        return to_pass_result(result, commit)
+            return planned_only(result, commit, prefix)
+        return to_pass_result(result, commit, prefix)
 
     def _reconcile(self, source: FileSource, commit: str, dry_run: bool) -> ReconcileResult:
         halt = threading.Event()

@@ -6,6 +6,7 @@ from typing import Any
 
 from gitops.diagnostics import counts
 from gitops.pipeline import ReconcileResult
+from gitops.reports import rebased
 from gitops.status.model import Condition, PassResult, Phase, ResourceStatus, Result, invalid_resources
 
 APPLY_UNAVAILABLE = "no provider is configured in the settings: nothing was applied"
@@ -15,29 +16,35 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def invalid_result(result: ReconcileResult) -> PassResult:
-    """An invalid commit: every diagnostic, and the resources it names marked invalid; nothing applied."""
-    errors, warnings = counts(result.diagnostics)
+def _in_repo(file: str, prefix: str) -> str:
+    return f"{prefix.strip('/')}/{file}" if prefix.strip("/") and file else file
+
+
+def invalid_result(result: ReconcileResult, prefix: str = "") -> PassResult:
+    """An invalid commit: every diagnostic, and the resources it names marked invalid; nothing applied. Files are
+    named relative to the repository root (the org root is `prefix` inside it)."""
+    diagnostics = tuple(rebased(result.diagnostics, prefix))
+    errors, warnings = counts(diagnostics)
     named: list[tuple[str, str, str]] = []
     if result.read is not None:
         for d in result.read.loaded.documents:
             if isinstance(d.data, dict) and isinstance(d.data.get("metadata"), dict):
                 kind, name = d.data.get("kind"), d.data["metadata"].get("name")
                 if isinstance(kind, str) and isinstance(name, str):
-                    named.append((kind, name, d.file))
+                    named.append((kind, name, _in_repo(d.file, prefix)))
     return PassResult(
-        Result.INVALID, result.diagnostics, invalid_resources(result.diagnostics, named),
+        Result.INVALID, diagnostics, invalid_resources(diagnostics, named),
         message=f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}: "
                 "the commit is invalid and nothing was applied",
     )
 
 
-def planned_only(result: ReconcileResult, commit: str) -> PassResult:
+def planned_only(result: ReconcileResult, commit: str, prefix: str = "") -> PassResult:
     """No provider configured: the pass stopped at the plan — resources `Pending`, `Applied=Unknown`, and the
     result `Validated`, never `Reconciled`."""
     resources = tuple(
         ResourceStatus(
-            res.kind, res.name, Phase.PENDING.value, observed_commit=commit, file=res.file,
+            res.kind, res.name, Phase.PENDING.value, observed_commit=commit, file=_in_repo(res.file, prefix),
             conditions=(
                 Condition("Valid", "True", "Validated", ""),
                 Condition("Applied", "Unknown", "NoProvider", APPLY_UNAVAILABLE),
@@ -45,13 +52,14 @@ def planned_only(result: ReconcileResult, commit: str) -> PassResult:
         )
         for res in (result.read.validation.org.resources() if result.read is not None else ())
     )
-    return PassResult(Result.VALIDATED, result.diagnostics, resources, message=f"valid; {APPLY_UNAVAILABLE}")
+    return PassResult(Result.VALIDATED, tuple(rebased(result.diagnostics, prefix)), resources,
+                      message=f"valid; {APPLY_UNAVAILABLE}")
 
 
-def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
+def to_pass_result(result: ReconcileResult, commit: str, prefix: str = "") -> PassResult:
     """A reconcile's outcome as status: per org resource, the fate of the objects it owns."""
     if not result.valid:
-        return invalid_result(result)
+        return invalid_result(result, prefix)
     plan = result.plan
     run = result.run
     summary: dict[str, Any] | None = None
@@ -106,5 +114,6 @@ def to_pass_result(result: ReconcileResult, commit: str) -> PassResult:
         message = f"{changed} change(s) applied and verified" if changed else "no changes"
         outcome = Result.RECONCILED
     return PassResult(
-        outcome, result.diagnostics, tuple(resources), plan=summary, message=message, provider_failures=failures
+        outcome, tuple(rebased(result.diagnostics, prefix)), tuple(resources), plan=summary, message=message,
+        provider_failures=failures,
     )
