@@ -19,7 +19,7 @@ from gitops import __version__, commands
 from gitops.commands._common import EXIT_CODES
 
 # Commands in the order `--help` lists them; any other module in gitops.commands follows alphabetically.
-ORDER = ("validate", "plan", "show", "apply", "run", "status", "history", "drift", "graph", "secrets")
+ORDER = ("validate", "plan", "show", "apply", "run", "status", "history", "drift", "graph", "secrets", "schema")
 
 
 class Parser(argparse.ArgumentParser):

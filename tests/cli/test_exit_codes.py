@@ -12,7 +12,7 @@ from gitops.cli import build_parser, main
 from .conftest import EXAMPLE, cli
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COMMANDS = ("validate", "plan", "show", "apply", "run", "status", "history", "drift", "graph", "secrets")
+COMMANDS = ("validate", "plan", "show", "apply", "run", "status", "history", "drift", "graph", "secrets", "schema")
 
 
 def test_a_usage_error_exits_1_not_2_and_writes_nothing_to_stdout(tmp_path: Path) -> None:

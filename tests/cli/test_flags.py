@@ -28,6 +28,7 @@ OFFERED = {
     "status": {"--settings", "--repo", "--branch", "--state-dir", "--status-branch", "--color"},
     "history": {"--settings", "--repo", "--branch", "--state-dir", "--status-branch", "--color"},
     "secrets": {"--settings", "--state-dir"},
+    "schema": set(),
 }
 COMMON = {"--settings", "--repo", "--branch", "--path", "--state-dir", "--status-branch", "--color"}
 INVALID_WORKER = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: broken\nspec:\n  model: 42\n"
