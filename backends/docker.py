@@ -46,8 +46,11 @@ created as a labelled bridge network when missing; this process never sends traf
 
 Every Docker SDK or transport exception is classified in one function, `classify`: 404 for an image →
 permanent; a connection failure, timeout, 409 conflict, 429 or 5xx → transient (except a port already
-allocated or an entrypoint that cannot start, which retrying cannot fix); other 4xx → permanent. Messages
-are scrubbed of resolved secret values, and env values are never logged.
+allocated or an entrypoint that cannot start, which retrying cannot fix); other 4xx → permanent; an answer
+that is not JSON → transient. An answer of the wrong shape (a mapping where the API returns a list, a container
+whose labels are not a mapping, a create without an Id) is a PermanentError naming the request and the object,
+never an exception of the SDK's or ours. Messages are scrubbed of resolved secret values, and env values are
+never logged.
 """
 
 from __future__ import annotations
@@ -113,8 +116,13 @@ def classify(
     import docker.errors
     import requests
     engine = f"the Docker engine at {url}" if url else "the Docker engine"
-    if isinstance(exc, docker.errors.ImageNotFound):
-        error: TransientError | PermanentError = PermanentError(
+    if isinstance(exc, json.JSONDecodeError):  # requests' JSONDecodeError is one too (and a RequestException)
+        error: TransientError | PermanentError = TransientError(
+            f"{doing}: {engine} answered with malformed JSON ({exc.msg} at character {exc.pos}); nothing was "
+            "taken from the answer"
+        )
+    elif isinstance(exc, docker.errors.ImageNotFound):
+        error = PermanentError(
             f"{doing}: image not found ({_explanation(exc)}); images are never pulled: build or tag it locally"
         )
     elif isinstance(exc, docker.errors.APIError):
@@ -139,9 +147,10 @@ def classify(
         error = TransientError(f"{doing}: {engine} is unreachable ({type(exc).__name__}: {exc})")
     elif isinstance(exc, requests.exceptions.RequestException):  # an OSError too: test it first
         error = TransientError(f"{doing}: talking to {engine} failed ({type(exc).__name__}: {exc})")
-    elif isinstance(exc, OSError) or (
-        isinstance(exc, docker.errors.DockerException) and "fetching server api version" in str(exc).lower()
-    ):
+    elif isinstance(exc, docker.errors.DockerException) and "fetching server api version" in str(exc).lower():
+        error = TransientError(f"{doing}: {engine} is unreachable or did not answer the API version request "
+                               f"({type(exc).__name__}: {exc})")
+    elif isinstance(exc, OSError):
         error = TransientError(f"{doing}: {engine} is unreachable ({type(exc).__name__}: {exc})")
     else:
         error = PermanentError(f"{doing}: {type(exc).__name__}: {exc}")
@@ -149,6 +158,34 @@ def classify(
     if scrubbed != str(error):
         error.args = (scrubbed,)
     return error
+
+
+class UnexpectedAnswer(PermanentError):
+    """The engine answered with JSON of a shape its API does not describe."""
+
+
+def _shape(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def listing(found: Any, doing: str, what: str) -> list[Mapping[str, Any]]:
+    """The engine's answer as a list of mappings (one per `what`), or UnexpectedAnswer naming the request."""
+    if not isinstance(found, list):
+        raise UnexpectedAnswer(f"{doing}: the Docker engine answered with {_shape(found)}, not a list of {what}s")
+    for i, item in enumerate(found):
+        if not isinstance(item, Mapping):
+            raise UnexpectedAnswer(f"{doing}: item {i} of the Docker engine's answer is {_shape(item)}, not a {what}")
+    return found
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -196,17 +233,41 @@ class Facts:
     status: str
 
     @classmethod
-    def of(cls, attrs: Mapping[str, Any]) -> Facts:
-        names = [str(n) for n in attrs.get("Names") or ()]
+    def of(cls, attrs: Mapping[str, Any], doing: str = "list containers") -> Facts:
+        """The facts of one entry of a container list; UnexpectedAnswer naming the container when a field
+        has a shape the engine's API does not give it."""
+        ident = attrs.get("Id")
+        what = f"container {ident[:12]}" if isinstance(ident, str) and ident else "a container without an Id"
+
+        def unexpected(field: str, value: Any, expected: str) -> UnexpectedAnswer:
+            return UnexpectedAnswer(f"{doing}: {what}: the Docker engine gave `{field}` as {_shape(value)}, "
+                                    f"not {expected}")
+
+        names = attrs.get("Names") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise unexpected("Names", names, "a list of strings")
         # A linked container also shows as "/other/alias"; its own name has a single leading slash.
         own = next((n for n in names if n.count("/") == 1), names[0] if names else "")
+        if own:
+            what = f"container {own.lstrip('/')}"
+        labels = attrs.get("Labels") or {}
+        if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+            raise unexpected("Labels", labels, "a mapping of strings")
+        host = attrs.get("HostConfig") or {}
+        if not isinstance(host, Mapping):
+            raise unexpected("HostConfig", host, "a mapping")
+        fields = {"Id": attrs.get("Id", ""), "Image": attrs.get("Image", ""), "State": attrs.get("State", ""),
+                  "HostConfig.NetworkMode": host.get("NetworkMode", "")}
+        for field, value in fields.items():
+            if not isinstance(value, str):
+                raise unexpected(field, value, "a string")
         return cls(
-            id=str(attrs.get("Id", "")),
+            id=fields["Id"],
             name=own.lstrip("/"),
-            labels={str(k): str(v) for k, v in (attrs.get("Labels") or {}).items()},
-            image=str(attrs.get("Image", "")),
-            network=str((attrs.get("HostConfig") or {}).get("NetworkMode", "")),
-            status=str(attrs.get("State", "")),
+            labels={str(k): v for k, v in labels.items()},
+            image=fields["Image"],
+            network=fields["HostConfig.NetworkMode"],
+            status=fields["State"],
         )
 
     @property
@@ -226,11 +287,11 @@ class Facts:
         text, recorded = self.labels.get(LABEL_APPLIED), self.labels.get(LABEL_SPEC_HASH)
         if not text or not recorded:
             return None
-        try:
+        try:  # a label anyone with access to the engine may have written: any text at all
             applied = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(applied, dict) or object_hash(applied, self.consumed) != recorded:
+            if not isinstance(applied, dict) or object_hash(applied, self.consumed) != recorded:
+                return None
+        except (ValueError, TypeError, RecursionError):
             return None
         # The image's own labels are merged into the container's, so only the labels we set are compared.
         agrees = (
@@ -346,12 +407,13 @@ class DockerBackend:
 
     def observe(self, scope: Scope) -> dict[str, Observed]:
         """One label-filtered list of every container of ours, whatever the scope (it costs the same)."""
-        found = self._call("list containers", lambda api: api.containers(
+        doing = "list containers"
+        found = self._call(doing, lambda api: api.containers(
             all=True, filters={"label": [f"{LABEL_MANAGED_BY}={self.instance}"]}
         ))
         out: dict[str, Observed] = {}
-        for attrs in found:
-            facts = Facts.of(attrs)
+        for attrs in listing(found, doing, "container"):
+            facts = Facts.of(attrs, doing)
             if facts.labels.get(LABEL_MANAGED_BY) != self.instance or not facts.name:
                 continue
             key = make_key(self.provider, TYPE, facts.name)
@@ -441,16 +503,18 @@ class DockerBackend:
         api = self._api()
         try:
             return fn(api)
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError,
+                json.JSONDecodeError) as exc:
             raise classify(exc, doing, self.url, secrets) from None
 
     def _owned(self, name: str, refuse_foreign: bool) -> Facts | None:
         """Our container named `name`, or None. A foreign one under that name: PermanentError, or None."""
-        found = self._call(f"look up container {name}", lambda api: api.containers(
+        doing = f"look up container {name}"
+        found = self._call(doing, lambda api: api.containers(
             all=True, filters={"name": f"^/{re.escape(name)}$"}
         ))
-        for attrs in found:
-            facts = Facts.of(attrs)
+        for attrs in listing(found, doing, "container"):
+            facts = Facts.of(attrs, doing)
             if facts.name != name:
                 continue
             owner = facts.labels.get(LABEL_MANAGED_BY)
@@ -501,15 +565,22 @@ class DockerBackend:
                 self._remove_duplicate_networks(network, found)
             self._networks.add(network)
 
-    def _named_networks(self, network: str) -> list[dict[str, Any]]:
-        found = self._call(f"list network {network}", lambda api: api.networks(names=[network]))
-        return sorted((n for n in found if n.get("Name") == network), key=lambda n: str(n.get("Created", "")))
+    def _named_networks(self, network: str) -> list[Mapping[str, Any]]:
+        doing = f"list network {network}"
+        found = listing(self._call(doing, lambda api: api.networks(names=[network])), doing, "network")
+        named = [n for n in found if n.get("Name") == network]
+        for n in named:
+            if not isinstance(n.get("Id"), str):
+                raise UnexpectedAnswer(f"{doing}: the Docker engine gave a network {network} whose `Id` is "
+                                       f"{_shape(n.get('Id'))}, not a string")
+        return sorted(named, key=lambda n: str(n.get("Created", "")))
 
-    def _remove_duplicate_networks(self, network: str, found: list[dict[str, Any]]) -> None:
+    def _remove_duplicate_networks(self, network: str, found: list[Mapping[str, Any]]) -> None:
         import docker.errors
         import requests
         for extra in found[1:]:
-            if (extra.get("Labels") or {}).get(LABEL_MANAGED_BY) != self.instance:
+            labels = extra.get("Labels")
+            if not isinstance(labels, Mapping) or labels.get(LABEL_MANAGED_BY) != self.instance:
                 continue
             try:
                 self._api().remove_network(extra["Id"])
@@ -560,6 +631,10 @@ class DockerBackend:
                 working_dir=c.env.get("HOME") or None,
                 detach=True,
             )
+            if not isinstance(result, Mapping) or not isinstance(result.get("Id"), str) or not result["Id"]:
+                got = _shape(result.get("Id")) if isinstance(result, Mapping) else _shape(result)
+                raise UnexpectedAnswer(f"create container {name}: the Docker engine's answer has no container Id "
+                                       f"(got {got}); the container may exist: the next pass adopts it")
             return str(result["Id"])
 
         container_id = self._call(f"create container {name}", create, c.secrets)
