@@ -9,5 +9,5 @@ if [ "$(id -u)" = 0 ]; then
     bash .ci/docker-setup.sh
 fi
 python3 -m venv .venv
-.venv/bin/pip install --quiet -e .
+.venv/bin/pip install --quiet -e '.[all]'   # the Docker backend and the daemon; plain `pip install .` is the slim core
 exec .venv/bin/python -m deploy.demo "$@"
