@@ -7,6 +7,7 @@ alternate between level 2 (a team and a worker) and level 3 (a worker). Determin
 and seed.
 
     python -m bench.generate 1000 /tmp/org-1000
+    python -m bench.generate 1000 /tmp/heavy-1000 --level1-heavy     # 300 Humans, 76 of them level 1
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def worker_yaml(i: int, rng: random.Random) -> str:
     )
 
 
-def human_yaml(h: int, teams: int, workers: int) -> str:
-    level = 1 if h % 50 == 0 else 2 + h % 2
+def human_yaml(h: int, teams: int, workers: int, level1_every: int = 50) -> str:
+    level = 1 if h % level1_every == 0 else 2 + h % 2
     lines = [
         "apiVersion: hiclaw.io/v1beta1",
         "kind: Human",
@@ -107,12 +108,15 @@ spec:
 """
 
 
-def generate(team_workers: int, out: Path, seed: int = 7) -> dict[str, int]:
-    """Write the org under `out`; returns the counts of what it wrote."""
+def generate(team_workers: int, out: Path, seed: int = 7, level1_heavy: bool = False) -> dict[str, int]:
+    """Write the org under `out`; returns the counts of what it wrote. `level1_heavy`: per 100 team workers 20
+    standalone Workers and 30 Humans, one in four of them level 1 — the case whose cost once grew with the square
+    of memberships."""
     rng = random.Random(seed)
     teams = max(1, team_workers // TEAM_SIZE)
-    workers = max(1, team_workers // 10)
-    humans = max(1, team_workers // 20)
+    workers = max(1, team_workers // (5 if level1_heavy else 10))
+    humans = max(1, team_workers * 3 // 10 if level1_heavy else team_workers // 20)
+    every = 4 if level1_heavy else 50
     for sub in ("teams", "workers", "humans"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / "manager.yaml").write_text(MANAGER)
@@ -121,7 +125,7 @@ def generate(team_workers: int, out: Path, seed: int = 7) -> dict[str, int]:
     for i in range(workers):
         (out / "workers" / f"worker-{i:05d}.yaml").write_text(worker_yaml(i, rng))
     for h in range(humans):
-        (out / "humans" / f"human-{h:05d}.yaml").write_text(human_yaml(h, teams, workers))
+        (out / "humans" / f"human-{h:05d}.yaml").write_text(human_yaml(h, teams, workers, every))
     return {"teams": teams, "team_workers": teams * TEAM_SIZE, "standalone_workers": workers, "humans": humans}
 
 
@@ -130,8 +134,9 @@ def main() -> None:
     parser.add_argument("team_workers", type=int)
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--level1-heavy", action="store_true", help="30 Humans per 100 team workers, 1 in 4 level 1")
     args = parser.parse_args()
-    print(generate(args.team_workers, args.out, args.seed))
+    print(generate(args.team_workers, args.out, args.seed, args.level1_heavy))
 
 
 if __name__ == "__main__":
