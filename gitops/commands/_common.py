@@ -117,6 +117,14 @@ def report(problems: Sequence[Diagnostic], color: bool) -> None:
         sys.stderr.write(render_text(problems, color=color))
 
 
+def unavailable(exc: OrgUnavailable, color: bool) -> int:
+    """The org cannot be read: its diagnostics when there are some, else one sentence; exit code 1."""
+    if exc.diagnostics:
+        report(exc.diagnostics, color)
+        return 1
+    return fail(str(exc))
+
+
 def fail(message: str) -> int:
     """One sentence on stderr; exit code 1."""
     print(f"hiclaw-gitops: {message}", file=sys.stderr)

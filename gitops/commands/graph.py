@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Mapping
 
-from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report
+from gitops.commands._common import READ_ORG, add_command, load_settings, open_org, report, unavailable
 from gitops.commands._org import OrgUnavailable
 from gitops.diagnostics import has_errors
 from gitops.objects import DesiredState, Provider
@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         org = open_org(args, settings, args.path)
     except OrgUnavailable as exc:
-        report(list(exc.diagnostics), args.color)
-        return fail(str(exc))
+        return unavailable(exc, args.color)
     try:
         read = read_org(org.source, strict=args.strict, head=org.commit, server_name=settings.server_name)
     finally:

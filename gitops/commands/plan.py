@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report
+from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report, unavailable
 from gitops.commands._org import Org, OrgFiles, OrgUnavailable
 from gitops.objects import pretty_json
 from gitops.settings.discovery import RESERVED_NAMES
@@ -47,13 +47,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         org = open_org(args, settings, args.path)
     except OrgUnavailable as exc:
-        report(list(exc.diagnostics), args.color)
-        return fail(str(exc))
+        return unavailable(exc, args.color)
     try:
         return _plan(args, settings, org)
     except OrgUnavailable as exc:
-        report(list(exc.diagnostics), args.color)
-        return fail(str(exc))
+        return unavailable(exc, args.color)
     finally:
         org.close()
 

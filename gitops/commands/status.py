@@ -14,7 +14,7 @@ from pathlib import Path
 from gitops import KINDS
 from gitops.commands._common import add_command, load_settings, report
 from gitops.commands._common import fail as fail_message
-from gitops.diagnostics import Diagnostic, counts, render_text
+from gitops.diagnostics import Diagnostic, counts, diag, render_text
 from gitops.settings.load import SecretError
 from gitops.settings.model import Settings
 from gitops.source.git import GitAuth, GitSource, GitSourceError
@@ -53,6 +53,9 @@ def fail(diagnostics: Sequence[Diagnostic], color: bool) -> int:
 @contextlib.contextmanager
 def status_reader(settings: Settings, offline: bool) -> Iterator[GitStatusStore]:
     """A status store for reading. Online, it fetches into a cache of its own (the daemon's is the daemon's)."""
+    if not offline and not settings.source.url:
+        raise GitSourceError(diag("G601", "no repository configured: status is read from the org repository",
+                                  hint="pass --repo, or set source.url in the settings"))
     state_dir = Path(settings.state_dir)
     cache = state_dir / ("git" if offline else "git-read")
     if offline and not (cache / "HEAD").is_file():

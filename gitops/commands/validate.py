@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report
+from gitops.commands._common import READ_ORG, add_command, load_settings, open_org, unavailable
 from gitops.commands._org import Org, OrgUnavailable
 from gitops.diagnostics import Diagnostic, has_errors
 from gitops.reports import FORMATS, render
@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
             elsewhere += len(found) - len(mine)
             shown += mine
     except OrgUnavailable as exc:
-        report(list(exc.diagnostics), args.color)
-        return fail(str(exc))
+        return unavailable(exc, args.color)
     finally:
         for org, _ in orgs:
             org.close()

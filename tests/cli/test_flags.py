@@ -268,3 +268,10 @@ def test_validate_several_folders(repo: Path, tmp_path: Path) -> None:
     done = cli("validate", "org", "other", "--format", "github", cwd=repo)
     assert done.returncode == 1
     assert done.stdout.startswith("::error file=other/workers/broken.yaml,line=6")
+
+
+def test_an_unreachable_remote_is_reported_once(tmp_path: Path) -> None:
+    done = cli("graph", "--repo", str(tmp_path / "gone.git"), cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("no repository at") == 1
+    assert done.stderr.startswith("error[G601]: no repository at")

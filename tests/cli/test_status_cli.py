@@ -116,3 +116,11 @@ def test_history_lists_the_runs(repo: Path, daemon_args: list[str], tmp_path: Pa
                cwd=tmp_path)
     assert done.returncode == 0
     assert [e["result"] for e in json.loads(done.stdout)] == ["Invalid", "Validated"]
+
+
+def test_status_and_history_with_no_repository_configured_say_so(tmp_path: Path) -> None:
+    for command in ("status", "history"):
+        done = cli(command, cwd=tmp_path)
+        assert done.returncode == 1
+        assert "no repository configured" in done.stderr and "pass --repo" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no cache was made for nothing
