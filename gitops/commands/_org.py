@@ -7,8 +7,8 @@ Whatever the source, three things follow from it and every command uses them the
   remote; outside any git repository, relative to the org folder;
 - **head** — the commit the org was read from, `<commit>+dirty` when a checkout's org files differ from
   its HEAD commit, and for a folder outside git the content digest (`dir:…`) the pipeline computes;
-- **what is not an org document** — the settings file in use, any `hiclaw-gitops.yaml` at the org root and
-  the state directory are never read as org documents (`.hiclawignore` is not YAML and is never read as one).
+- **what is not an org document** — left out as `gitops.orgfiles` says (the settings file in use, any
+  `hiclaw-gitops.yaml` at the org root, the state directory inside the org).
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 
 from gitops.diagnostics import Diagnostic
+from gitops.orgfiles import RESERVED_NAMES, OrgFiles, not_org_documents
 from gitops.reports import rebased
-from gitops.settings.discovery import RESERVED_NAMES
 from gitops.settings.model import Settings
-from gitops.source.files import DirectorySource, FileSource, SourceFile
+from gitops.source.files import DirectorySource, FileSource
 from gitops.source.trees import CommitTreeSource
 
 
@@ -36,37 +36,6 @@ class OrgUnavailable(Exception):
     def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
         super().__init__(message)
         self.diagnostics = tuple(diagnostics)
-
-
-class OrgFiles:
-    """A FileSource that lists its inner source once and leaves out files that are not org documents.
-
-    Listing once lets a command compare the listing with a commit (is the checkout dirty?) and then load it
-    without reading the files again.
-    """
-
-    def __init__(self, inner: FileSource, exclude: Iterable[str] = ()) -> None:
-        self.inner = inner
-        self.exclude = tuple(sorted({e.strip("/") for e in exclude if e.strip("/")}))
-        self._listed: list[SourceFile] | None = None
-
-    @property
-    def label(self) -> str:
-        return self.inner.label
-
-    def excluded(self, path: str) -> bool:
-        return any(path == e or path.startswith(e + "/") for e in self.exclude)
-
-    def files(self) -> Iterator[SourceFile]:
-        if self._listed is None:
-            self._listed = [f for f in self.inner.files() if not self.excluded(f.path)]
-        yield from self._listed
-
-    def problems(self) -> list[Diagnostic]:
-        return [d for d in self.inner.problems() if not (d.file and self.excluded(d.file))]
-
-    def escapes(self, relative: str) -> bool:
-        return self.inner.escapes(relative)
 
 
 @dataclass(slots=True)
@@ -152,25 +121,13 @@ def local(root: str | os.PathLike[str], settings: Settings, settings_file: Path 
     if not path.is_dir():
         raise OrgUnavailable(f"{root}: not a directory")
     resolved = path.resolve()
-    exclude = _exclusions(resolved, settings, settings_file)
-    files = OrgFiles(DirectorySource(resolved), exclude)
+    files = OrgFiles(DirectorySource(resolved), not_org_documents(resolved, settings.state_dir, settings_file))
     repo = _discover(resolved)
     if repo is None:
         return Org(files, "", where=str(root), root=resolved)
     top = Path(repo.workdir).resolve()
     prefix = resolved.relative_to(top).as_posix() if resolved != top else ""
     return Org(files, prefix, where=str(root), root=resolved, repo=repo)
-
-
-def _exclusions(root: Path, settings: Settings, settings_file: Path | None) -> list[str]:
-    out = list(RESERVED_NAMES)
-    for candidate in (settings_file, Path(settings.state_dir) if settings.state_dir else None):
-        if candidate is None:
-            continue
-        full = candidate.resolve()
-        if full != root and full.is_relative_to(root):
-            out.append(full.relative_to(root).as_posix())
-    return out
 
 
 def checkout_head(repo: pygit2.Repository, prefix: str, files: OrgFiles) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report, unavailable
-from gitops.commands._org import Org, OrgFiles, OrgUnavailable
+from gitops.commands._org import Org, OrgUnavailable
 from gitops.objects import pretty_json
-from gitops.settings.discovery import RESERVED_NAMES
+from gitops.orgfiles import RESERVED_NAMES, OrgFiles
 from gitops.source.files import DirectorySource, FileSource
 
 if TYPE_CHECKING:

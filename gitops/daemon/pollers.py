@@ -22,6 +22,7 @@ from gitops.daemon.loopstate import LoopState
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.reconciler import Reconciler
 from gitops.diagnostics import Diagnostic, diag
+from gitops.orgfiles import RESERVED_NAMES, OrgFiles, not_org_documents
 from gitops.source.files import DirectorySource, FileSource, is_yaml
 from gitops.source.git import Ancestry, GitSource, GitSourceError
 from gitops.source.signatures import SignatureVerifier
@@ -99,7 +100,7 @@ class GitPoller:
     def _tree(self, commit: str) -> FileSource:
         """The org at `commit`: under source.path, without the status files kept on the same branch."""
         exclude = [self._status_path()] if self._status_path() else []
-        return self.source.tree_source(commit, self.settings.source.path, exclude)
+        return OrgFiles(self.source.tree_source(commit, self.settings.source.path, exclude), RESERVED_NAMES)
 
     def _bootstrap(self) -> None:
         """With no local state, the status branch tells where the previous daemon stopped."""
@@ -249,11 +250,13 @@ class DirectoryPoller:
         self.digest = ""
 
     def poll(self) -> PollOutcome:
-        source = DirectorySource(self.root)
-        if not source.root.is_dir():
+        folder = DirectorySource(self.root)
+        if not folder.root.is_dir():
             d = diag("G601", f"{self.root} is not a directory", hint="check --watch")
             event(logging.ERROR, "source unavailable", code=d.code, error=d.message)
             return PollOutcome.ERROR
+        state_dir = self.reconciler.settings.state_dir
+        source = OrgFiles(folder, not_org_documents(folder.root, state_dir, None))
         digest = directory_digest(source)
         if digest == self.digest and self.reconciler.state.last_result != Result.FAILED.value:
             self.reconciler.metrics.polls.labels("unchanged").inc()

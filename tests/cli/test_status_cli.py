@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from .conftest import cli, commit_all, git
+from .conftest import EXAMPLE, cli, commit_all, git
 
 # Two schema errors on known lines: `model` must be a string (6:10), `colour` is no field (7:3).
 INVALID_WORKER = (
@@ -124,3 +125,24 @@ def test_status_and_history_with_no_repository_configured_say_so(tmp_path: Path)
         assert done.returncode == 1
         assert "no repository configured" in done.stderr and "pass --repo" in done.stderr
     assert list(tmp_path.iterdir()) == []  # no cache was made for nothing
+
+
+def test_the_daemon_never_reads_a_settings_file_at_the_org_root(repo: Path, daemon_args: list[str],
+                                                              tmp_path: Path) -> None:
+    # docs/ci.md suggests committing hiclaw-gitops.yaml beside the org; the daemon must not take it for a document
+    (repo / "org/hiclaw-gitops.yaml").write_text("prune:\n  enabled: true\n")
+    push(repo, "settings beside the org")
+    code, log = once(daemon_args, tmp_path)
+    assert code == 0, log
+    assert "result=Validated" in log and "K201" not in log
+
+
+def test_watch_mode_leaves_out_the_settings_and_its_own_status_files(tmp_path: Path) -> None:
+    org = tmp_path / "org"
+    shutil.copytree(EXAMPLE, org)
+    (org / "hiclaw-gitops.yaml").write_text("state_dir: .state\n")
+    for attempt in (1, 2):  # the second pass sees the status files the first wrote into .state/status/
+        done = cli("run", "--once", "--watch", ".", "--log-format", "text", cwd=org)
+        assert done.returncode == 0, done.stderr
+        assert "result=Validated" in done.stderr and "K201" not in done.stderr, attempt
+    assert any((org / ".state/status").rglob("*.yaml"))
