@@ -162,6 +162,7 @@ def load_settings(
             return None, diagnostics
         data, locator = loaded
         _absolutise(data, Path(path).resolve().parent)
+    in_file = set(data)  # the sections the file itself has (the environment and flags may add others)
 
     origins: dict[tuple[str, ...], str] = {}  # settings path -> "$ENV_NAME" or "--flag"
     _apply_env(data, env, origins, diagnostics)
@@ -183,6 +184,10 @@ def load_settings(
         origin = _origin(p, origins)
         if origin:
             return {"file": origin, "path": schema_mod.json_path(p)}
+        if p and p[0] not in in_file:  # a section that only an environment variable or a flag brought in
+            origin = next((o for key, o in origins.items() if key[0] == p[0]), "")
+            if origin:
+                return {"file": origin, "path": schema_mod.json_path(p)}
         line, column = locate(p, True)
         return {"file": file, "line": line, "column": column, "path": schema_mod.json_path(p)}
 
@@ -233,7 +238,8 @@ def _read_file(path: Path, diagnostics: list[Diagnostic]) -> tuple[dict[str, Any
     if not isinstance(data, dict):
         diagnostics.append(
             diag("Y106", "the settings file must be a mapping of sections (source, status, runtime, …)",
-                 file=file, line=docs[0].line if docs else 1, column=1)
+                 file=file, line=docs[0].line if docs else 1, column=1,
+                 hint="write `section:` lines at the left margin, e.g. `runtime:` then `  backend: docker`")
         )
         return None
     text = content.decode("utf-8").removeprefix("\ufeff")
@@ -610,7 +616,9 @@ def resolve_secret(
                      hint="check the path and that the reconciler's user can read it", **located)
             ) from None
         if not value:
-            raise SecretError(diag("C502", f"the secret file for `{key}` is empty: {file_path}", **located))
+            raise SecretError(diag("C502", f"the secret file for `{key}` is empty: {file_path}",
+                                   hint="write the secret into the file, or point the setting at the right file",
+                                   **located))
     else:
         raise SecretError(diag("C503", f"no source configured for `{key}`", hint=f"set `{key}_env` or `{key}_file`",
                                **located))

@@ -343,7 +343,7 @@ def _replacement(draw: st.DrawFn, old: Any) -> Any:
         return _deep(draw(st.sampled_from((3, 20, 62, 63, 64, 65, 70))))
     if pick == 3 and isinstance(old, list) and old:
         return [*old, copy.deepcopy(old[0])]  # a duplicate item: names, ports, members twice
-    return draw(st.sampled_from(ODD_VALUES))
+    return copy.deepcopy(draw(st.sampled_from(ODD_VALUES)))  # later mutations may change it in place
 
 
 MUTATIONS = ("replace", "drop", "misspell", "reuse", "status", "annotation", "duplicate")

@@ -371,3 +371,31 @@ def test_env_override_with_duplicate_routes_names_the_variable(tmp_path: Path) -
     loaded, problems = load_settings(None, env=env)
     (d,) = problems
     assert loaded is None and (d.code, d.file) == ("C510", "$HICLAW_GITOPS_GATEWAY_ROUTES")
+
+
+@pytest.mark.parametrize("text", ["s\n", "- a\n- b\n", "42\n"])
+def test_settings_that_are_not_a_mapping(tmp_path: Path, text: str) -> None:
+    path = settings_file(tmp_path, text)
+    loaded, problems = load_settings(path, env={})
+    (d,) = problems
+    assert loaded is None and where(d) == ("Y106", str(path), 1, 1) and "section" in d.hint
+
+
+def test_empty_secret_file_has_a_hint(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("\n", encoding="utf-8")
+    token.chmod(0o600)
+    path = settings_file(tmp_path, f"source:\n  url: https://git.example.com/org.git\n  token_file: {token}\n")
+    loaded, problems = load_settings(path, env={}, secrets=True)
+    (d,) = problems
+    assert loaded is None and d.code == "C502" and "empty" in d.message and d.hint
+
+
+def test_a_provider_section_made_by_a_variable_names_the_variable(tmp_path: Path) -> None:
+    # The variable brings in the whole `gateway` section, whose endpoint is then missing: the diagnostic
+    # names the variable, not line 0 of a settings file that has no `gateway` at all.
+    path = settings_file(tmp_path, "source:\n  branch: main\n")
+    for settings in (path, None):
+        loaded, problems = load_settings(settings, env={"HICLAW_GITOPS_GATEWAY_AI_GATEWAY_URL": "http://gw"})
+        (d,) = problems
+        assert loaded is None and (d.code, d.file, d.line) == ("C501", "$HICLAW_GITOPS_GATEWAY_AI_GATEWAY_URL", 0)

@@ -232,10 +232,9 @@ def _sparse(path: Path, size: int) -> None:
 
 def _replace_ignore(root: Path, make: Any) -> None:
     path = root / ".hiclawignore"
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         return
+    path.unlink(missing_ok=True)
     make(path)
 
 
