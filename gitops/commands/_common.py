@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gitops.commands._org import Org, OrgUnavailable
+from gitops.commands._org import OrgSource, OrgUnavailable
 from gitops.diagnostics import Diagnostic, has_errors, render_text
 from gitops.settings.model import Settings
 
@@ -98,7 +98,7 @@ def load_settings(args: argparse.Namespace, *, secrets: bool = False) -> Setting
     return settings
 
 
-def open_org(args: argparse.Namespace, settings: Settings, positional: str | None = None) -> Org:
+def open_org(args: argparse.Namespace, settings: Settings, positional: str | None = None) -> OrgSource:
     """The org a command reads. With --repo or --branch: that remote's branch tip, read from its commit tree
     (the org root inside it: PATH, else --path / source.path). Otherwise the folder PATH, else --path /
     source.path under the current directory, else the current directory. Raises OrgUnavailable."""
@@ -110,6 +110,27 @@ def open_org(args: argparse.Namespace, settings: Settings, positional: str | Non
         return _org.remote(settings, positional or getattr(args, "org_path", None) or settings.source.path)
     root = positional or getattr(args, "org_path", None) or settings.source.path or "."
     return _org.local(root, settings, settings_file(args))
+
+
+def org_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional PATH of a command that reads one org, locally or from a remote."""
+    parser.add_argument("path", nargs="?", default=None, metavar="PATH",
+                        help="org folder (default: --path, else .); with --repo, the folder inside the repository")
+
+
+def with_org(args: argparse.Namespace, settings: Settings, body: Callable[[OrgSource], int]) -> int:
+    """Open the org of PATH (see open_org), run `body` on it and close it; an org that cannot be read is
+    reported (exit code 1)."""
+    try:
+        org = open_org(args, settings, args.path)
+    except OrgUnavailable as exc:
+        return unavailable(exc, args.color)
+    try:
+        return body(org)
+    except OrgUnavailable as exc:
+        return unavailable(exc, args.color)
+    finally:
+        org.close()
 
 
 def report(problems: Sequence[Diagnostic], color: bool) -> None:

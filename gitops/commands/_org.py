@@ -39,7 +39,7 @@ class OrgUnavailable(Exception):
 
 
 @dataclass(slots=True)
-class Org:
+class OrgSource:
     """An org to read: its files, the repository-relative path of its root, and the head it stands for."""
 
     source: OrgFiles
@@ -115,7 +115,7 @@ def _discover(where: Path) -> pygit2.Repository | None:
     return None if repo.is_bare or not repo.workdir else repo
 
 
-def local(root: str | os.PathLike[str], settings: Settings, settings_file: Path | None) -> Org:
+def local(root: str | os.PathLike[str], settings: Settings, settings_file: Path | None) -> OrgSource:
     """The org in a local folder; inside a git checkout, paths and head come from the checkout."""
     path = Path(root)
     if not path.is_dir():
@@ -124,10 +124,10 @@ def local(root: str | os.PathLike[str], settings: Settings, settings_file: Path 
     files = OrgFiles(DirectorySource(resolved), not_org_documents(resolved, settings.state_dir, settings_file))
     repo = _discover(resolved)
     if repo is None:
-        return Org(files, "", where=str(root), root=resolved)
+        return OrgSource(files, "", where=str(root), root=resolved)
     top = Path(repo.workdir).resolve()
     prefix = resolved.relative_to(top).as_posix() if resolved != top else ""
-    return Org(files, prefix, where=str(root), root=resolved, repo=repo)
+    return OrgSource(files, prefix, where=str(root), root=resolved, repo=repo)
 
 
 def checkout_head(repo: pygit2.Repository, prefix: str, files: OrgFiles) -> str:
@@ -144,7 +144,7 @@ def checkout_head(repo: pygit2.Repository, prefix: str, files: OrgFiles) -> str:
 # Remotes ----------------------------------------------------------------------------------------------
 
 
-def remote(settings: Settings, path: str) -> Org:
+def remote(settings: Settings, path: str) -> OrgSource:
     """The org at the tip of `source.branch` of `source.url` (from --repo/--branch), read from the commit tree
     into a throw-away cache: no working tree, nothing left behind."""
     from gitops.settings.load import SecretError
@@ -167,5 +167,5 @@ def remote(settings: Settings, path: str) -> Org:
     if status and (not prefix or status.startswith(prefix + "/")):
         exclude.append(status.removeprefix(prefix + "/") if prefix else status)
     tree = CommitTreeSource(git.repo, commit, root=prefix)
-    return Org(OrgFiles(tree, exclude), prefix, where=f"{git.label}:{prefix or '.'}", repo=git.repo,
+    return OrgSource(OrgFiles(tree, exclude), prefix, where=f"{git.label}:{prefix or '.'}", repo=git.repo,
                commit=str(commit.id), fetch_branch=git.fetch_branch, cleanup=cleanup)

@@ -15,7 +15,7 @@ from gitops.apply.result import RunResult, Status, StepResult
 from gitops.apply.secrets import SecretError, SecretStore
 from gitops.apply.state import StateStore
 from gitops.commands._common import add_command, fail, load_settings, open_org, report
-from gitops.commands._org import Org, OrgUnavailable
+from gitops.commands._org import OrgSource, OrgUnavailable
 from gitops.extras import require_backends
 from gitops.objects import Provider
 from gitops.pipeline import ReconcileResult, apply_saved, reconcile
@@ -64,7 +64,7 @@ class Session:
     """What an apply needs open: settings, the org, state and secret stores, and the backends."""
 
     settings: Settings
-    org: Org
+    org: OrgSource
     store: StateStore
     secrets: SecretStore
     backends: dict[Provider, Backend]

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Mapping
 
-from gitops.commands._common import READ_ORG, add_command, load_settings, open_org, report, unavailable
-from gitops.commands._org import OrgUnavailable
+from gitops.commands._common import READ_ORG, add_command, load_settings, org_argument, report, with_org
+from gitops.commands._org import OrgSource
 from gitops.diagnostics import has_errors
 from gitops.objects import DesiredState, Provider
 from gitops.org import Org
@@ -43,8 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "and their members, and the access matrix (who can address whom, in which room or by direct message). "
         "Output is Mermaid (paste into Markdown) or Graphviz DOT (`dot -Tsvg`). Exit 1 when the org is invalid.",
     )
-    p.add_argument("path", nargs="?", default=None, metavar="PATH",
-                   help="org folder (default: --path, else .); with --repo, the folder inside the repository")
+    org_argument(p)
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="output format (default: mermaid)")
     p.add_argument(
         "--view",
@@ -57,17 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    return with_org(args, settings, lambda org: _draw(args, settings, org))
+
+
+def _draw(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
     from gitops.pipeline import desired_state, read_org
 
-    settings = load_settings(args)
-    try:
-        org = open_org(args, settings, args.path)
-    except OrgUnavailable as exc:
-        return unavailable(exc, args.color)
-    try:
-        read = read_org(org.source, strict=args.strict, head=org.commit, server_name=settings.server_name)
-    finally:
-        org.close()
+    read = read_org(org.source, strict=args.strict, head=org.commit, server_name=settings.server_name)
     report(org.rebase(read.validation.diagnostics), args.color)
     if not read.ok or has_errors(read.validation.diagnostics):
         return 1

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitops.commands._common import READ_ORG, add_command, fail, load_settings, open_org, report, unavailable
-from gitops.commands._org import Org, OrgUnavailable
+from gitops.commands._common import READ_ORG, add_command, fail, load_settings, org_argument, report, with_org
+from gitops.commands._org import OrgSource, OrgUnavailable
 from gitops.objects import pretty_json
 from gitops.orgfiles import RESERVED_NAMES, OrgFiles
 from gitops.source.files import DirectorySource, FileSource
@@ -30,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "state store of what was applied. `Head:` names the commit (with +dirty for uncommitted changes in a "
         "checkout). With --detailed-exitcode: 0 no changes, 2 changes, 1 error.",
     )
-    p.add_argument("path", nargs="?", default=None, metavar="PATH",
-                   help="org folder (default: --path, else .); with --repo, the folder inside the repository")
+    org_argument(p)
     p.add_argument("--base", metavar="REF|DIR",
                    help="compare against a git ref of the org's repository (a branch of the remote with --repo), "
                         "or a folder")
@@ -44,19 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
-    try:
-        org = open_org(args, settings, args.path)
-    except OrgUnavailable as exc:
-        return unavailable(exc, args.color)
-    try:
-        return _plan(args, settings, org)
-    except OrgUnavailable as exc:
-        return unavailable(exc, args.color)
-    finally:
-        org.close()
+    return with_org(args, settings, lambda org: _plan(args, settings, org))
 
 
-def base_source(base: str, org: Org) -> tuple[FileSource, str, str]:
+def base_source(base: str, org: OrgSource) -> tuple[FileSource, str, str]:
     """A folder, or a ref of the org's repository (read from the commit tree): source, kind, commit."""
     if not org.fetch_branch and Path(base).is_dir():
         return OrgFiles(DirectorySource(base), RESERVED_NAMES), "directory", ""
@@ -64,7 +54,7 @@ def base_source(base: str, org: Org) -> tuple[FileSource, str, str]:
     return source, "commit", commit
 
 
-def _plan(args: argparse.Namespace, settings: Settings, org: Org) -> int:
+def _plan(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
     from gitops import pipeline as engine
     from gitops.apply.state import StateStore
     from gitops.plan import baseline as baselines
@@ -93,7 +83,7 @@ def _plan(args: argparse.Namespace, settings: Settings, org: Org) -> int:
     return _emit(args, result)
 
 
-def _plan_live(args: argparse.Namespace, settings: Settings, org: Org) -> int:
+def _plan_live(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
     """Plan against what the configured providers observe now (a dry run of apply)."""
     from gitops.apply.secrets import SecretError, SecretStore
     from gitops.apply.state import StateStore

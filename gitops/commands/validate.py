@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gitops.commands._common import READ_ORG, add_command, load_settings, open_org, unavailable
-from gitops.commands._org import Org, OrgUnavailable
+from gitops.commands._org import OrgSource, OrgUnavailable
 from gitops.diagnostics import Diagnostic, has_errors
 from gitops.reports import FORMATS, render
 from gitops.settings.model import Settings
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from gitops.validate.check import validate
 
     settings = load_settings(args)
-    orgs: list[tuple[Org, set[str] | None]] = []
+    orgs: list[tuple[OrgSource, set[str] | None]] = []
     try:
         orgs = targets(args, settings)
         shown: list[Diagnostic] = []
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if has_errors(shown) else 0
 
 
-def targets(args: argparse.Namespace, settings: Settings) -> list[tuple[Org, set[str] | None]]:
+def targets(args: argparse.Namespace, settings: Settings) -> list[tuple[OrgSource, set[str] | None]]:
     """The orgs to check, each with the repository paths of the files asked about (None: the whole org)."""
     remote = bool(args.repo or args.branch)
     if remote or not args.paths:
@@ -81,11 +81,11 @@ def targets(args: argparse.Namespace, settings: Settings) -> list[tuple[Org, set
     for f in files:
         if not Path(f).is_file():
             raise OrgUnavailable(f"{f}: no such file or folder")
-    out: list[tuple[Org, set[str] | None]] = []
+    out: list[tuple[OrgSource, set[str] | None]] = []
     try:
         for folder in folders:
             out.append((open_org(args, settings, folder), None))
-        grouped: dict[Path, tuple[Org, set[str]]] = {}
+        grouped: dict[Path, tuple[OrgSource, set[str]]] = {}
         for f in files:
             org = next((o for o, _ in out if o.root is not None and Path(f).resolve().is_relative_to(o.root)), None)
             if org is not None:

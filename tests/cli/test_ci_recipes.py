@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import EXAMPLE, clean_env, git
+from .conftest import clean_env, git
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 MARKER = "<!-- hiclaw-gitops:plan -->"
@@ -95,15 +94,9 @@ class Checkout:
 
 
 @pytest.fixture
-def checkout(tmp_path: Path) -> Checkout:
-    upstream = tmp_path / "upstream"
-    upstream.mkdir()
-    git(upstream, "init", "-q", "-b", "main")
-    shutil.copytree(EXAMPLE, upstream / "org")
-    git(upstream, "add", "-A")
-    git(upstream, "commit", "-q", "-m", "the org")
+def checkout(repo: Path, tmp_path: Path) -> Checkout:
     bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(upstream), str(bare))
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(bare), str(work))
     git(work, "checkout", "-q", "-b", "feature")
