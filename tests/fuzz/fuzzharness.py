@@ -155,6 +155,7 @@ class Case:
     env: Mapping[str, str] = field(default_factory=dict)
     base: Path | None = None  # also plan this org against that base folder
     as_base: bool = False  # also plan a small valid org against this one as its base
+    variant: int = 0  # picks the output formats and graph view
 
 
 GOOD_ORG = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: good\nspec:\n  model: m\n"
@@ -193,6 +194,9 @@ def _run(case: Case, work: Path) -> str:
 
     settings, problems = load_settings(case.settings, env=dict(case.env))
     check_diagnostics(problems, f"settings {case.settings}")
+    if settings is not None:  # as the daemon loads them: every secret and file read once
+        _, problems = load_settings(case.settings, env=dict(case.env), secrets=True)
+        check_diagnostics(problems, f"settings {case.settings} with secrets")
     if settings is not None:
         read = read_org(DirectorySource(case.org), server_name=settings.server_name)
         check_diagnostics(read.validation.diagnostics, f"org {org}")
@@ -210,8 +214,11 @@ def _run(case: Case, work: Path) -> str:
             raise Finding(f"{case}: read_org ok={read.ok} but validate exited {validate.code}")
     state = ("--state-dir", str(work / "state"))
     offline = ("--base", str(_empty(work))) if settings is not None and settings.providers else ()
-    plan = cli(("plan", org, *offline, *state, *common))
-    graph = cli(("graph", org, *common))
+    plan_format = ("text", "markdown", "json")[case.variant % 3]
+    graph_format = (("--format", "mermaid"), ("--format", "dot"))[case.variant % 2]
+    view = ("all", "members", "access")[case.variant // 2 % 3]
+    plan = cli(("plan", org, *offline, *state, "--format", plan_format, *common))
+    graph = cli(("graph", org, *graph_format, "--view", view, *common))
     check_run(plan)
     check_run(graph)
     if validate.code == 0 and (plan.code, graph.code) != (0, 0):

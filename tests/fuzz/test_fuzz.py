@@ -108,7 +108,7 @@ def test_org_files(files: OrgFiles, extra: int) -> None:
             base = Path(tmp) / "base"
             base.mkdir()
             write(base, files)
-        run_case(Case(root, base=base, as_base=extra == 1))
+        run_case(Case(root, base=base, as_base=extra == 1, variant=extra))
 
 
 # The filesystem ---------------------------------------------------------------------------------------------
@@ -295,10 +295,22 @@ ENV_VALUES = (
 )
 
 
+SECRET_TARGETS = ("fifo", "/dev/zero", "/dev/null", "dir", "missing", "big", "empty", "fine")
+PLACEHOLDER = "@SECRET-TARGET@"
+
+
 @st.composite
-def settings_cases(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str], OrgFiles]:
+def settings_cases(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str], OrgFiles, str]:
     root = fuzzgen._load("settings")
     data = fuzzgen.instance(draw, root, root)
+    target = draw(st.sampled_from(SECRET_TARGETS)) if draw(st.integers(0, 3)) == 0 else ""
+    if target:  # a file the settings name (a secret, a key, known_hosts) is something odd
+        files = [(section, key) for section, block in root["properties"].items()
+                 for key in block.get("properties", {}) if key.endswith(("_file", "known_hosts", "signers"))]
+        section, key = draw(st.sampled_from(files))
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data[section][key] = PLACEHOLDER
     if draw(st.integers(0, 2)) == 0:
         data = fuzzgen.mutate(draw, data, draw(st.integers(1, 3)))
     for section, key in PROVIDER_ENDPOINTS.items():  # a provider section mostly says where its service is
@@ -322,17 +334,36 @@ def settings_cases(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str], OrgFile
         else:
             env[var] = draw(st.sampled_from(ENV_VALUES))
     org = draw(org_files(mutations=0, mangle=False))
-    return draw(st.sampled_from(SETTINGS_PATHS)), text.encode("utf-8"), env, org
+    return draw(st.sampled_from(SETTINGS_PATHS)), text.encode("utf-8"), env, org, target
+
+
+def secret_target(tmp: Path, kind: str) -> str:
+    """The odd file a settings key names: made here, since a strategy only draws its kind."""
+    path = tmp / "secret"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "big":
+        _sparse(path, 1 << 30)
+    elif kind in ("empty", "fine"):
+        path.write_text("" if kind == "empty" else "s3cret-value\n", encoding="utf-8")
+        path.chmod(0o600)
+    elif kind.startswith("/"):
+        return kind
+    return str(path)
 
 
 @settings(parent=profile("settings"))
-@given(case=settings_cases())
-def test_settings(case: tuple[str, bytes, dict[str, str], OrgFiles]) -> None:
-    kind, content, env, files = case
+@given(case=settings_cases(), variant=st.integers(0, 5))
+def test_settings(case: tuple[str, bytes, dict[str, str], OrgFiles, str], variant: int) -> None:
+    kind, content, env, files, target = case
     with tempfile.TemporaryDirectory(prefix="fuzz-settings-") as tmp:
         root = Path(tmp) / "org"
         root.mkdir()
         write(root, files)
+        if target:
+            content = content.replace(PLACEHOLDER.encode(), secret_target(Path(tmp), target).encode())
         path = Path(tmp) / "settings.yaml"
         if kind == "file":
             path.write_bytes(content)
@@ -346,4 +377,4 @@ def test_settings(case: tuple[str, bytes, dict[str, str], OrgFiles]) -> None:
             path.symlink_to("/dev/zero")
         elif kind == "empty":
             path.write_bytes(b"")
-        run_case(Case(root, str(path), env))
+        run_case(Case(root, str(path), env, variant=variant))
