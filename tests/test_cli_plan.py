@@ -49,7 +49,8 @@ def test_an_edit_against_the_base_branch_exits_2_with_the_change(
     assert printed == json.loads(out.read_text())
     plan = Plan.from_dict(printed)
     assert plan.compared_against == "commit" and len(plan.base) == 40
-    assert [(s.ref, s.details) for s in plan.summaries] == [("Team/frontend-team", ("peerMentions true → false",))]
+    assert [(s.ref, s.details) for s in plan.summaries] == [
+        ("Team/frontend-team", ("peerMentions true → false", "restarts 3 agents: fe-dev, fe-qa, fe-ui"))]
     assert plan.counts() == {"create": 0, "update": 6, "replace": 0, "delete": 0}
 
 

@@ -82,7 +82,8 @@ def test_add_a_worker_to_a_team(tmp_path: Path) -> None:
              lambda d: d[0]["spec"]["workers"].append({"name": "fe-perf", "model": "qwen3.6-plus"}))
 
     plan = plan_after(tmp_path, add)
-    assert summaries(plan) == {"Team/frontend-team": ("updated", ("+worker fe-perf",))}
+    assert summaries(plan) == {"Team/frontend-team": (
+        "updated", ("+worker fe-perf", "restarts 4 agents: fe-dev, fe-qa, fe-ui, frontend-lead"))}
     assert all(not removed for _, removed in rooms_of(plan).values())
     assert all(not removed for _, removed in lists_of(plan).values())
     assert rooms_of(plan)[room("hiclaw-team-frontend-team")] == ({mx("fe-perf")}, set())
@@ -119,8 +120,8 @@ def test_move_a_worker_between_teams(tmp_path: Path) -> None:
 
     plan = plan_after(tmp_path, move)
     assert summaries(plan) == {
-        "Team/data-team": ("updated", ("+worker fe-qa",)),
-        "Team/frontend-team": ("updated", ("-worker fe-qa",)),
+        "Team/data-team": ("updated", ("+worker fe-qa", "restarts 1 agent: data-lead", "re-creates 1 agent: fe-qa")),
+        "Team/frontend-team": ("updated", ("-worker fe-qa", "restarts 3 agents: fe-dev, fe-ui, frontend-lead")),
     }
     assert mx("fe-qa") in rooms_of(plan)[room("hiclaw-team-frontend-team")][1]
     assert mx("fe-qa") in rooms_of(plan)[room("hiclaw-team-data-team")][0]
@@ -157,7 +158,8 @@ def test_change_a_humans_level_from_2_to_3(tmp_path: Path) -> None:
 def test_flip_peer_mentions(tmp_path: Path) -> None:
     plan = plan_after(tmp_path, lambda head: edit(
         head / "teams/frontend-team.yaml", lambda d: d[0]["spec"].__setitem__("peerMentions", False)))
-    assert summaries(plan) == {"Team/frontend-team": ("updated", ("peerMentions true → false",))}
+    assert summaries(plan) == {"Team/frontend-team": (
+        "updated", ("peerMentions true → false", "restarts 3 agents: fe-dev, fe-qa, fe-ui"))}
     workers = {mx(w) for w in ("fe-dev", "fe-ui", "fe-qa")}
     assert rooms_of(plan) == {}  # nobody joins or leaves a room
     assert lists_of(plan) == {w: (set(), workers - {w}) for w in workers}  # each stops accepting the 2 others
@@ -167,7 +169,8 @@ def test_flip_peer_mentions(tmp_path: Path) -> None:
 def test_add_a_team_admin(tmp_path: Path) -> None:
     plan = plan_after(tmp_path, lambda head: edit(
         head / "teams/data-team.yaml", lambda d: d[0]["spec"].__setitem__("admin", {"name": "chen"})))
-    assert summaries(plan) == {"Team/data-team": ("updated", ("admin.name set to chen",))}
+    assert summaries(plan) == {"Team/data-team": (
+        "updated", ("admin.name set to chen", "restarts 2 agents: data-analyst, etl-engineer"))}
     dm_room = room("hiclaw-leader-dm-data-lead")
     assert rooms_of(plan)[dm_room] == ({mx("chen")}, {mx("admin")})  # the team admin replaces the Global Admin
     assert all(added <= {mx("chen")} and removed <= {mx("admin")} for added, removed in rooms_of(plan).values())
@@ -183,7 +186,8 @@ def test_add_a_team_admin(tmp_path: Path) -> None:
 def test_switch_a_workers_runtime_keeps_its_identity(tmp_path: Path, runtime: str) -> None:
     plan = plan_after(tmp_path, lambda head: edit(
         head / "workers/docs-writer.yaml", lambda d: d[0]["spec"].__setitem__("runtime", runtime)))
-    assert summaries(plan) == {"Worker/docs-writer": ("updated", (f"runtime copaw → {runtime}",))}
+    assert summaries(plan) == {"Worker/docs-writer": (
+        "updated", (f"runtime copaw → {runtime}", "re-creates 1 agent: docs-writer"))}
     assert not plan.access
     replaced = {k for k, a in changed(plan).items() if a == "replace"}
     assert replaced == {"runtime/container/hiclaw-worker-docs-writer"}

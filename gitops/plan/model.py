@@ -354,17 +354,49 @@ def summarise(
 ) -> tuple[ResourceSummary, ...]:
     """Per org resource (`Kind/name` → spec): created, deleted, updated with details, or affected by others."""
     out: list[ResourceSummary] = []
+    changes = list(changes)
     touched = {c.owner for c in changes if c.action is not Action.NOOP}
+    agents = _agent_effects(changes)
     for ref in sorted(set(old) | set(new)):
+        effects = agents.get(ref, ())
         if ref not in old:
             out.append(ResourceSummary(ref, "created"))
         elif ref not in new:
             out.append(ResourceSummary(ref, "deleted"))
         elif old[ref] != new[ref]:
-            out.append(ResourceSummary(ref, "updated", tuple(describe_spec_change(old[ref], new[ref]))))
+            out.append(ResourceSummary(ref, "updated", (*describe_spec_change(old[ref], new[ref]), *effects)))
         elif ref in touched:
-            out.append(ResourceSummary(ref, "affected", ("objects change because of other resources",)))
+            out.append(ResourceSummary(ref, "affected", effects or ("objects change because of other resources",)))
     return tuple(out)
+
+
+RESTART_NAMES = 5  # agents named per effect line
+
+
+def _agent_effects(changes: Iterable[Change]) -> dict[str, tuple[str, ...]]:
+    """Per owner, in words, what its agents go through: `restarts 3 agents: a, b, c` (their configuration or a
+    credential they carry changed), `re-creates 1 agent: d` (what its container is made of changed)."""
+    restarts: dict[str, list[str]] = {}
+    recreates: dict[str, list[str]] = {}
+    for c in changes:
+        if not c.key.startswith("runtime/container/"):
+            continue
+        name = c.key.split("/", 2)[2].removeprefix("hiclaw-worker-")
+        if c.action is Action.UPDATE:
+            restarts.setdefault(c.owner, []).append(name)
+        elif c.action is Action.REPLACE:
+            recreates.setdefault(c.owner, []).append(name)
+    out: dict[str, tuple[str, ...]] = {}
+    for owner in sorted(restarts.keys() | recreates.keys()):
+        lines = []
+        for verb, found in (("restarts", restarts.get(owner)), ("re-creates", recreates.get(owner))):
+            if found:
+                names = sorted(found)
+                more = len(names) - RESTART_NAMES
+                listed = ", ".join(names[:RESTART_NAMES]) + (f" and {more} more" if more > 0 else "")
+                lines.append(f"{verb} {len(names)} agent{'' if len(names) == 1 else 's'}: {listed}")
+        out[owner] = tuple(lines)
+    return out
 
 
 def describe_spec_change(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
