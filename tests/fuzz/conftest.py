@@ -14,3 +14,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"fuzz: {STATS.cases} cases in {STATS.seconds:.1f} s (slowest {STATS.slowest:.2f} s); {outcomes}; "
         f"{len(STATS.codes)} distinct diagnostic codes"
     )
+    if STATS.slowest > 1:
+        terminalreporter.write_line(f"fuzz: slowest case: {STATS.slowest_case}")

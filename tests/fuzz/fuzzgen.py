@@ -202,11 +202,14 @@ def _number(draw: st.DrawFn, node: dict[str, Any], integer: bool) -> int | float
         if not integer:
             edges += [0.5, 1e308, -1e-308, math.inf, -math.inf]
         return draw(st.sampled_from(edges))
+    if not integer:
+        lo_f = float(low) if isinstance(low, (int, float)) else 0.0
+        hi_f = float(high) if isinstance(high, (int, float)) else lo_f + 600.0
+        return lo_f + (hi_f - lo_f) * draw(st.sampled_from((0.1, 0.25, 0.5, 1.0)))
     lo = int(low) if isinstance(low, (int, float)) else 0
     lo += 1 if "exclusiveMinimum" in node and "minimum" not in node else 0
     hi = int(high) if isinstance(high, (int, float)) else lo + 9000
-    value = draw(st.integers(lo, max(lo, hi)))
-    return value if integer else value + draw(st.sampled_from([0.0, 0.25, 0.5]))
+    return draw(st.integers(lo, max(lo, hi)))
 
 
 def _free_json(draw: st.DrawFn, depth: int) -> Any:
@@ -226,8 +229,8 @@ def instance(draw: st.DrawFn, node: dict[str, Any], root: dict[str, Any], field:
     if "enum" in node:
         return draw(st.sampled_from(node["enum"]))
     kind = node.get("type")
-    if isinstance(kind, list):
-        kind = draw(st.sampled_from(kind))
+    if isinstance(kind, list):  # mostly the first (`["object", "null"]`: a section, sometimes left empty)
+        kind = kind[0] if not _one_in(draw, 5) else draw(st.sampled_from(kind))
     if kind == "object" or (kind is None and "properties" in node):
         return _object(draw, node, root, depth)
     if kind == "array":
@@ -241,6 +244,8 @@ def instance(draw: st.DrawFn, node: dict[str, Any], root: dict[str, Any], field:
         return _number(draw, node, kind == "integer")
     if kind == "boolean":
         return draw(st.booleans())
+    if kind == "null":
+        return None
     return _free_json(draw, depth)
 
 

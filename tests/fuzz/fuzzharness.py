@@ -57,6 +57,7 @@ class Stats:
     cases: int = 0
     seconds: float = 0.0
     slowest: float = 0.0
+    slowest_case: str = ""
     outcomes: Counter[str] = field(default_factory=Counter)
     codes: Counter[str] = field(default_factory=Counter)
 
@@ -182,7 +183,8 @@ def run_case(case: Case) -> str:
         raise Finding(f"{case}: peak memory grew by {grown_mb:.0f} MB")
     STATS.cases += 1
     STATS.seconds += elapsed
-    STATS.slowest = max(STATS.slowest, elapsed)
+    if elapsed > STATS.slowest:
+        STATS.slowest, STATS.slowest_case = elapsed, repr(case)[:300]
     STATS.outcomes[outcome] += 1
     return outcome
 
@@ -207,7 +209,7 @@ def _run(case: Case, work: Path) -> str:
         if validate.code != 1:
             raise Finding(f"{case}: invalid settings, yet validate exited {validate.code}")
     else:
-        body = json.loads(validate.out)
+        body = _json(validate)
         if body["valid"] != (validate.code == 0):
             raise Finding(f"{case}: validate's JSON says valid={body['valid']} but it exited {validate.code}")
         if read.ok != (validate.code == 0):
@@ -221,6 +223,8 @@ def _run(case: Case, work: Path) -> str:
     graph = cli(("graph", org, *graph_format, "--view", view, *common))
     check_run(plan)
     check_run(graph)
+    if plan.code == 0 and plan_format == "json":
+        _json(plan)
     if validate.code == 0 and (plan.code, graph.code) != (0, 0):
         raise Finding(f"{case}: validates, yet plan exited {plan.code} and graph {graph.code}:\n{plan.err}{graph.err}")
     if case.base is not None:
@@ -233,6 +237,13 @@ def _run(case: Case, work: Path) -> str:
     if settings is None:
         return "settings-invalid"
     return "valid" if validate.code == 0 else "invalid"
+
+
+def _json(run: Run) -> Any:
+    try:
+        return json.loads(run.out)
+    except ValueError as exc:
+        raise Finding(f"{' '.join(run.argv)}: the JSON output does not parse ({exc}):\n{run.out[:2000]}") from None
 
 
 def _empty(work: Path) -> Path:

@@ -4,7 +4,7 @@ the promises of tests/fuzz/fuzzharness.py (no exception, exit 0 or 1, located di
 draws, bounded time and memory).
 
 Profiles (docs/fuzzing.md): by default a short, derandomized run for CI — HICLAW_FUZZ_EXAMPLES cases in all
-(default 300), shared among the tests by WEIGHTS. The long run is the same tests with more cases:
+(default 500), shared among the tests by WEIGHTS. The long run is the same tests with more cases:
 
     HICLAW_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/fuzz -p no:cacheprovider
 
@@ -26,7 +26,7 @@ from fuzzharness import Case, run_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-TOTAL = int(os.environ.get("HICLAW_FUZZ_EXAMPLES", "300"))
+TOTAL = int(os.environ.get("HICLAW_FUZZ_EXAMPLES", "500"))
 WEIGHTS = {"org": 0.5, "filesystem": 0.2, "settings": 0.3}
 
 
@@ -266,8 +266,12 @@ def test_filesystem(fs: tuple[OrgFiles, list[str], list[str]]) -> None:
 # Settings and the environment -------------------------------------------------------------------------------
 
 PROVIDER_ENDPOINTS = {"matrix": "url", "storage": "endpoint", "gateway": "console_url"}
-ENDPOINTS = ("http://127.0.0.1:8008", "http://[::1]:9000", "https://h.example.com/", "http://[::1", "h:1")
-SETTINGS_PATHS = ("file", "file", "file", "file", "dir", "fifo", "dev-zero", "link-dev-zero", "missing", "empty")
+ENDPOINTS = ("http://127.0.0.1:8008", "http://[::1]:9000", "https://h.example.com/", "h:9000") * 3 + (
+    "http://[::1",
+    "http://[zz]/",
+    "http://h:99999",
+)
+SETTINGS_PATHS = ("file",) * 6 + ("dir", "fifo", "dev-zero", "link-dev-zero", "missing", "empty")
 ENV_VALUES = (
     "",
     "x",
@@ -330,7 +334,8 @@ def settings_cases(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str], OrgFile
         prop = props.get(key, {})
         if draw(st.integers(0, 2)) and prop:
             plausible = fuzzgen.instance(draw, prop, root, key)
-            env[var] = plausible if isinstance(plausible, str) else json.dumps(plausible)
+            value = plausible if isinstance(plausible, str) else json.dumps(plausible)
+            env[var] = value.replace("\x00", "")  # an environment cannot hold a NUL
         else:
             env[var] = draw(st.sampled_from(ENV_VALUES))
     org = draw(org_files(mutations=0, mangle=False))
