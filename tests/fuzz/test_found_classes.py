@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from gitops.diagnostics import Diagnostic
 from gitops.pipeline import read_org
 from gitops.settings.load import load_settings
 from gitops.source.files import DirectorySource
+from gitops.source.trees import ref_source
 from gitops.source.yamlparse import MAX_DEPTH
 
 HEAD = "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: alice\nspec:\n  model: qwen3.6-plus\n"
@@ -399,3 +401,16 @@ def test_a_provider_section_made_by_a_variable_names_the_variable(tmp_path: Path
         loaded, problems = load_settings(settings, env={"HICLAW_GITOPS_GATEWAY_AI_GATEWAY_URL": "http://gw"})
         (d,) = problems
         assert loaded is None and (d.code, d.file, d.line) == ("C501", "$HICLAW_GITOPS_GATEWAY_AI_GATEWAY_URL", 0)
+
+
+def test_bad_ignore_patterns_in_a_commit(tmp_path: Path) -> None:
+    # The same through a git commit tree (`plan --base REF`, the daemon): reported, and the rest apply.
+    root = org(tmp_path, {".hiclawignore": "drafts/\n[z-a]\n", "drafts/x.yaml": "[broken", "workers/alice.yaml": HEAD})
+    git = ("git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com")
+    for argv in (("git", "init", "-q", str(root)), (*git, "add", "-A"), (*git, "commit", "-qm", "org")):
+        subprocess.run(argv, check=True, capture_output=True)
+    source, _ = ref_source(root, "HEAD")
+    read = read_org(source)
+    check_diagnostics(read.validation.diagnostics, "commit")
+    assert [where(d) for d in read.validation.diagnostics] == [("Y113", ".hiclawignore", 2, 1)]
+    assert [r.ref for r in read.validation.org.resources()] == ["Worker/alice"]
