@@ -179,10 +179,24 @@ def _block(change: Mapping[str, Any], diffs: bool) -> str:
 WRAPPER = 200  # characters of one provider's <details> wrapper, at most
 
 
-def _select(full: Sequence[str], brief: Sequence[str], budget: int) -> tuple[list[str], int, int]:
+# What a reviewer can best do without, first: empty prefix markers, then storage files, gateway records, Matrix
+# objects; containers (what runs) last.
+PROVIDER_RANK = {"storage": 1, "gateway": 2, "matrix": 3, "runtime": 4}
+
+
+def _rank(change: Mapping[str, Any]) -> int:
+    if change.get("provider") == "storage" and str(change.get("key", "")).endswith("/.keep"):
+        return 0
+    return PROVIDER_RANK.get(str(change.get("provider")), 2)
+
+
+def _select(
+    full: Sequence[str], brief: Sequence[str], budget: int, ranks: Sequence[int] | None = None
+) -> tuple[list[str], int, int]:
     """Blocks that fit the budget: (blocks, changes shown without their diff, changes left out entirely).
 
-    Diffs go first, largest first; then whole changes, from the end of the plan.
+    Diffs go first, largest first; then whole changes, the least informative first (`ranks`, low first: empty
+    prefix markers before containers), from the end of the plan within a rank.
     """
     blocks = list(full)
     size = sum(len(b) + 2 for b in blocks) + WRAPPER * 4
@@ -195,7 +209,8 @@ def _select(full: Sequence[str], brief: Sequence[str], budget: int) -> tuple[lis
             blocks[i] = brief[i]
             stripped.add(i)
     dropped = 0
-    for i in range(len(blocks) - 1, -1, -1):
+    ranks = ranks or [0] * len(blocks)
+    for i in sorted(range(len(blocks)), key=lambda i: (ranks[i], -i)):
         if size <= budget:
             break
         size -= len(blocks[i]) + 2
@@ -216,21 +231,30 @@ def render(plan: PlanDict) -> str:
     brief = [_block(c, False) for c in changes]
     heading = ["", "#### Details"]
     budget = LIMIT - len("\n".join(title + body + heading)) - NOTE_RESERVE
+    ranks = [_rank(c) for c in changes]
     while True:
-        blocks, stripped, dropped = _select(full, brief, budget)
-        out = "\n".join(title + _note(len(changes), stripped, dropped) + body + heading + _details(changes, blocks))
+        blocks, stripped, dropped = _select(full, brief, budget, ranks)
+        left_out = [c for c, b in zip(changes, blocks, strict=True) if not b]
+        out = "\n".join(title + _note(len(changes), stripped, dropped, left_out) + body + heading
+                        + _details(changes, blocks))
         if len(out) + 1 <= LIMIT:
             return out + "\n"
         budget -= len(out) + 1 - LIMIT  # the estimate was short by this much; converges in a step or two
 
 
-def _note(total: int, stripped: int, dropped: int) -> list[str]:
-    """The truncation note, at the top where a reviewer sees it."""
+def _note(total: int, stripped: int, dropped: int, left_out: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """The truncation note, at the top where a reviewer sees it: how much, and of what, was left out."""
     if not stripped and not dropped:
         return []
     parts = []
     if dropped:
-        parts.append(f"{dropped} of {total} changes are left out")
+        kinds: dict[str, int] = {}
+        for c in left_out:
+            what = "empty prefix markers" if _rank(c) == 0 else f"{c.get('provider')} objects"
+            kinds[what] = kinds.get(what, 0) + 1
+        which = ", ".join(f"{n} {what}" for what, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{dropped} of {total} changes are left out ({which})" if which else
+                     f"{dropped} of {total} changes are left out")
     if stripped:
         parts.append("1 change is shown without its diff" if stripped == 1
                      else f"{stripped} changes are shown without their diff")

@@ -192,3 +192,21 @@ def test_markdown_fences_survive_backticks(sample_plan: dict[str, Any]) -> None:
     sample_plan["changes"][0]["reason"] = "a ``` fence in a reason"
     out = render(sample_plan, "markdown")
     assert "````diff" in out
+
+
+def test_a_cut_drops_the_least_informative_changes_first() -> None:
+    """Empty prefix markers go before storage files, gateway and Matrix objects; containers go last."""
+    from gitops.views.markdown import _note, _rank, _select
+
+    changes = [
+        {"provider": "runtime", "key": "runtime/container/hiclaw-worker-a"},
+        {"provider": "storage", "key": "storage/object/teams/t/.keep"},
+        {"provider": "matrix", "key": "matrix/room/r"},
+        {"provider": "storage", "key": "storage/object/agents/a/SOUL.md"},
+    ]
+    full = ["x" * 100] * 4
+    blocks, stripped, dropped = _select(full, full, 4 * 4 + 102 * 2 + 800, [_rank(c) for c in changes])
+    assert (stripped, dropped) == (0, 2)
+    assert [bool(b) for b in blocks] == [True, False, True, False]  # the marker and the file; the container stays
+    note = _note(4, 0, 2, [changes[1], changes[3]])[1]
+    assert "2 of 4 changes are left out (1 empty prefix markers, 1 storage objects)" in note
