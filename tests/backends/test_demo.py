@@ -27,6 +27,12 @@ def isolated_demo(monkeypatch: Any, docker_client: Any) -> Any:
         doc["runtime"] = {**doc["runtime"], "instance": INSTANCE, "network": NETWORK}
         return doc
 
+    # Container names are global to the engine: a demo someone left running holds the example org's names.
+    running = docker_client.api.containers(all=True, filters={"label": [f"hiclaw.io/managed-by={demo.LOCAL_INSTANCE}"]})
+    if running:
+        pytest.fail(f"the demo is running on this engine ({len(running)} containers labelled "
+                    f"hiclaw.io/managed-by={demo.LOCAL_INSTANCE}); bring it down with `bash deploy/demo.sh --down`",
+                    pytrace=False)
     monkeypatch.setattr(localstack, "settings_document", settings_document)
     monkeypatch.setattr(demo, "LOCAL_INSTANCE", INSTANCE)
     monkeypatch.setattr(demo, "LOCAL_NETWORK", NETWORK)
