@@ -28,11 +28,11 @@ def isolated_demo(monkeypatch: Any, docker_client: Any) -> Any:
         return doc
 
     # Container names are global to the engine: a demo someone left running holds the example org's names.
-    running = docker_client.api.containers(all=True, filters={"label": [f"hiclaw.io/managed-by={demo.LOCAL_INSTANCE}"]})
+    label = f"hiclaw.io/managed-by={localstack.LOCAL_INSTANCE}"
+    running = docker_client.api.containers(all=True, filters={"label": [label]})
     if running:
-        pytest.fail(f"the demo is running on this engine ({len(running)} containers labelled "
-                    f"hiclaw.io/managed-by={demo.LOCAL_INSTANCE}); bring it down with `bash deploy/demo.sh --down`",
-                    pytrace=False)
+        pytest.fail(f"the demo is running on this engine ({len(running)} containers labelled {label}); "
+                    "bring it down with `bash deploy/demo.sh --down`", pytrace=False)
     monkeypatch.setattr(localstack, "settings_document", settings_document)
     monkeypatch.setattr(demo, "LOCAL_INSTANCE", INSTANCE)
     monkeypatch.setattr(demo, "LOCAL_NETWORK", NETWORK)
