@@ -184,6 +184,7 @@ CODES: dict[str, Code] = _codes(
         E,
         "A HICLAW_GITOPS_<SECTION>_<KEY> list or mapping is not JSON, or nests too deeply to be read.",
     ),
+    ("C513", "control-character", E, "A setting's text holds a NUL or another control character."),
     # Git source and status
     ("G601", "remote-unreachable", E, "The git remote could not be reached (path, network, DNS, timeout)."),
     ("G602", "auth-failed", E, "The git remote refused the credentials."),

@@ -434,6 +434,7 @@ def _check_semantics(data: Mapping[str, Any], where: Any) -> list[Diagnostic]:
                          hint="keep one: the secret comes from either an environment variable or a file",
                          **where([section, f"{base}_file"]))
                 )
+    out.extend(_check_text(data, where))
     out.extend(_check_urls(data, where))
     out.extend(_check_routes(data, where))
     url = (data.get("source") or {}).get("url") or ""
@@ -467,12 +468,38 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def _control(value: Any) -> str | None:
+    """The first control character in a setting's text (nested in lists and mappings too), else None."""
+    if isinstance(value, str):
+        return next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+    return next((c for c in map(_control, items) if c is not None), None)
+
+
+def _check_text(data: Mapping[str, Any], where: Any) -> list[Diagnostic]:
+    """No setting is text with a NUL, a newline or another control character: a path with a NUL cannot be
+    opened, a name with a newline breaks every protocol it reaches. The value is not shown."""
+    out: list[Diagnostic] = []
+    for section, block in data.items():
+        keys = block.items() if isinstance(block, Mapping) else [(None, block)]
+        for key, value in keys:
+            char = _control(value)
+            if char is not None:
+                name = f"{section}.{key}" if key is not None else section
+                out.append(
+                    diag("C513", f"`{name}` holds the control character U+{ord(char):04X}",
+                         hint="remove it; no setting is more than one line of printable text",
+                         **where([section, key] if key is not None else [section]))
+                )
+    return out
+
+
 def _check_urls(data: Mapping[str, Any], where: Any) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for section, key in URL_KEYS:
         block = data.get(section)
         value = block.get(key) if isinstance(block, dict) else None
-        problem = url_problem(value) if isinstance(value, str) else None
+        problem = url_problem(value) if isinstance(value, str) and _control(value) is None else None
         if problem is not None:
             out.append(  # the URL itself is not shown: it may carry credentials
                 diag("C511", f"`{section}.{key}` is not a usable URL: {problem}",

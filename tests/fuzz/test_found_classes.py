@@ -414,3 +414,27 @@ def test_bad_ignore_patterns_in_a_commit(tmp_path: Path) -> None:
     check_diagnostics(read.validation.diagnostics, "commit")
     assert [where(d) for d in read.validation.diagnostics] == [("Y113", ".hiclawignore", 2, 1)]
     assert [r.ref for r in read.validation.org.resources()] == ["Worker/alice"]
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "name", "file"),
+    [('state_dir: "\\0"\n', {}, "state_dir", "FILE"),
+     ('source:\n  branch: "main\\n"\n', {}, "source.branch", "FILE"),
+     ("", {"HICLAW_GITOPS_STATE_DIR": "state\x07"}, "state_dir", "$HICLAW_GITOPS_STATE_DIR"),
+     ("", {"HICLAW_GITOPS_GATEWAY_ROUTES": '[{"name": "r\\u0000"}]', "HICLAW_GITOPS_GATEWAY_CONSOLE_URL": "http://g"},
+      "gateway.routes", "$HICLAW_GITOPS_GATEWAY_ROUTES")],
+)
+def test_control_character_in_a_setting(
+    tmp_path: Path, text: str, env: dict[str, str], name: str, file: str
+) -> None:
+    path = settings_file(tmp_path, text)
+    loaded, problems = load_settings(path, env=env)
+    (d,) = problems
+    assert loaded is None and d.code == "C513" and f"`{name}` holds the control character" in d.message
+    assert d.file == (str(path) if file == "FILE" else file) and (d.line >= 1) == (file == "FILE")
+    root = org(tmp_path, {"workers/alice.yaml": HEAD})
+    with environment(env, tmp_path), deadline(SECONDS):
+        for command in ("validate", "graph", "plan"):
+            run = cli((command, str(root), "--settings", str(path), "--color", "never"))
+            check_run(run)
+            assert run.code == 1 and "C513" in run.err, run
