@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import yaml
@@ -144,6 +145,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc,unused-ignore]
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        if all(map(isinstance, mapping, repeat(str))):  # the common case, checked at C speed
+            return mapping
         for key_node, _ in node.value:  # merge keys are flattened away by now
             if not (isinstance(key_node, ScalarNode) and key_node.tag == STR_TAG):
                 key = mapping_key_text(key_node)

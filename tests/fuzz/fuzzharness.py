@@ -20,6 +20,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import signal
 import tempfile
 import time
@@ -38,6 +39,7 @@ from gitops.settings.load import load_settings
 from gitops.source.files import DirectorySource
 
 CASE_SECONDS = float(os.environ.get("HICLAW_FUZZ_CASE_SECONDS", "20"))
+KEEP_SLOW = os.environ.get("HICLAW_FUZZ_KEEP_SLOW", "")  # a folder: cases slower than 2 s are copied there
 MAX_GROWTH_MB = 1024
 
 
@@ -178,6 +180,8 @@ def run_case(case: Case) -> str:
         except Exception as exc:
             raise Finding(f"{case}: an exception escaped:\n{traceback.format_exc()[-4000:]}") from exc
     elapsed = time.monotonic() - started
+    if KEEP_SLOW and elapsed > 2:
+        _keep(case, elapsed)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     if grown_mb > MAX_GROWTH_MB:
         raise Finding(f"{case}: peak memory grew by {grown_mb:.0f} MB")
@@ -237,6 +241,17 @@ def _run(case: Case, work: Path) -> str:
     if settings is None:
         return "settings-invalid"
     return "valid" if validate.code == 0 else "invalid"
+
+
+def _keep(case: Case, elapsed: float) -> None:
+    """Copy a slow case's org and settings file (when regular) for a closer look."""
+    target = Path(KEEP_SLOW) / f"{elapsed:07.2f}s-{os.getpid()}-{STATS.cases}"
+    shutil.copytree(case.org, target / "org", symlinks=True, ignore_dangling_symlinks=True,
+                    ignore=lambda d, names: [n for n in names if not (Path(d) / n).is_file()
+                                             and not (Path(d) / n).is_dir()])
+    if case.settings and Path(case.settings).is_file():
+        shutil.copy(case.settings, target / "settings.yaml")
+    (target / "case.txt").write_text(repr(case), encoding="utf-8")
 
 
 def _json(run: Run) -> Any:

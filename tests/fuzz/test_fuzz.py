@@ -3,8 +3,9 @@ the settings file and the environment. Every case runs `validate`, `plan` and `g
 the promises of tests/fuzz/fuzzharness.py (no exception, exit 0 or 1, located diagnostics, clean ⇒ plans and
 draws, bounded time and memory).
 
-Profiles (docs/fuzzing.md): by default a short, derandomized run for CI — HICLAW_FUZZ_EXAMPLES cases in all
-(default 500), shared among the tests by WEIGHTS. The long run is the same tests with more cases:
+Profiles (docs/fuzzing.md): by default a short run of fixed cases for CI — HICLAW_FUZZ_EXAMPLES cases in all
+(default 500), shared among the tests by WEIGHTS, in batches of BATCH with seeds 0, 1, … The long run is the
+same tests with more cases:
 
     HICLAW_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/fuzz -p no:cacheprovider
 
@@ -16,29 +17,46 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fuzzgen
 import fuzzyaml
+import pytest
 from fuzzharness import Case, run_case
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 TOTAL = int(os.environ.get("HICLAW_FUZZ_EXAMPLES", "500"))
+RANDOM = os.environ.get("HICLAW_FUZZ_RANDOM") == "1"
 WEIGHTS = {"org": 0.5, "filesystem": 0.2, "settings": 0.3}
+# Cases per Hypothesis run: a run remembers every case it drew, so a long profile is many runs (each with its
+# own fixed seed), not one that grows by tens of kilobytes a case.
+BATCH = 500
 
 
-def profile(test: str) -> settings:
-    return settings(
-        max_examples=max(1, round(TOTAL * WEIGHTS[test])),
-        derandomize=os.environ.get("HICLAW_FUZZ_RANDOM") != "1",
+def examples(test: str) -> int:
+    return max(1, round(TOTAL * WEIGHTS[test]))
+
+
+def batches(test: str) -> range:
+    return range(-(-examples(test) // BATCH))
+
+
+def fuzz(test: str, batch: int, body: Callable[..., None], **strategies: st.SearchStrategy[Any]) -> None:
+    """Run `body` on `strategies` for this batch's share of the test's cases: seed `batch` (the same cases on
+    every run), or fresh random cases with HICLAW_FUZZ_RANDOM=1."""
+    count = min(BATCH, examples(test) - batch * BATCH)
+    run = settings(
+        max_examples=count,
         database=None,
         deadline=None,  # the harness has its own per-case deadline, which interrupts hangs
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
         print_blob=True,
-    )
+    )(given(**strategies)(body))
+    (run if RANDOM else seed(batch)(run))()
 
 
 # Org files --------------------------------------------------------------------------------------------------
@@ -96,9 +114,12 @@ def write(root: Path, files: OrgFiles) -> None:
         path.write_bytes(data)
 
 
-@settings(parent=profile("org"))
-@given(files=org_files(), extra=st.integers(0, 9))
-def test_org_files(files: OrgFiles, extra: int) -> None:
+@pytest.mark.parametrize("batch", batches("org"))
+def test_org_files(batch: int) -> None:
+    fuzz("org", batch, org_case, files=org_files(), extra=st.integers(0, 9))
+
+
+def org_case(files: OrgFiles, extra: int) -> None:
     with tempfile.TemporaryDirectory(prefix="fuzz-org-") as tmp:
         root = Path(tmp) / "org"
         root.mkdir()
@@ -242,9 +263,12 @@ def worker_doc(name: str) -> str:
     return f"apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: {name}\nspec:\n  model: m\n"
 
 
-@settings(parent=profile("filesystem"))
-@given(fs=filesystems())
-def test_filesystem(fs: tuple[OrgFiles, list[str], list[str]]) -> None:
+@pytest.mark.parametrize("batch", batches("filesystem"))
+def test_filesystem(batch: int) -> None:
+    fuzz("filesystem", batch, filesystem_case, fs=filesystems())
+
+
+def filesystem_case(fs: tuple[OrgFiles, list[str], list[str]]) -> None:
     files, entries, ignore = fs
     with tempfile.TemporaryDirectory(prefix="fuzz-fs-") as tmp:
         root, outside = Path(tmp) / "org", Path(tmp) / "outside"
@@ -359,9 +383,12 @@ def secret_target(tmp: Path, kind: str) -> str:
     return str(path)
 
 
-@settings(parent=profile("settings"))
-@given(case=settings_cases(), variant=st.integers(0, 5))
-def test_settings(case: tuple[str, bytes, dict[str, str], OrgFiles, str], variant: int) -> None:
+@pytest.mark.parametrize("batch", batches("settings"))
+def test_settings(batch: int) -> None:
+    fuzz("settings", batch, settings_case, case=settings_cases(), variant=st.integers(0, 5))
+
+
+def settings_case(case: tuple[str, bytes, dict[str, str], OrgFiles, str], variant: int) -> None:
     kind, content, env, files, target = case
     with tempfile.TemporaryDirectory(prefix="fuzz-settings-") as tmp:
         root = Path(tmp) / "org"
