@@ -188,9 +188,12 @@ def _string(draw: st.DrawFn, node: dict[str, Any], field: str) -> str:
             return draw(st.from_regex(pattern, fullmatch=True).filter(lambda s: len(s) < 200))
     if node.get("format") == "email":
         return "a@example.com" if not _one_in(draw, 4) else draw(st.sampled_from(FIELD_VALUES["email"]))
-    if _one_in(draw, 3):
+    pick = draw(st.integers(0, 7))
+    if pick < 4:
         return name(draw)
-    return draw(st.sampled_from(TEXTS)) if _one_in(draw, 3) else draw(st.text(max_size=12))
+    if pick < 6:  # printable text: no control characters, no surrogates
+        return draw(st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=12))
+    return draw(st.sampled_from(TEXTS)) if pick == 6 else draw(st.text(max_size=12))
 
 
 def _number(draw: st.DrawFn, node: dict[str, Any], integer: bool) -> int | float:

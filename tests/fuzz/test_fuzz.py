@@ -295,7 +295,7 @@ ENDPOINTS = ("http://127.0.0.1:8008", "http://[::1]:9000", "https://h.example.co
     "http://[zz]/",
     "http://h:99999",
 )
-SETTINGS_PATHS = ("file",) * 6 + ("dir", "fifo", "dev-zero", "link-dev-zero", "missing", "empty")
+SETTINGS_PATHS = ("file",) * 14 + ("dir", "fifo", "dev-zero", "link-dev-zero", "missing", "empty")
 ENV_VALUES = (
     "",
     "x",
@@ -339,14 +339,19 @@ def settings_cases(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str], OrgFile
         if not isinstance(data.get(section), dict):
             data[section] = {}
         data[section][key] = PLACEHOLDER
-    if draw(st.integers(0, 2)) == 0:
+    for block in data.values():  # a secret from a variable or a file: mostly not both (C504)
+        if isinstance(block, dict):
+            for key in [k for k in block if k.endswith("_env") and k[:-4] + "_file" in block]:
+                if draw(st.integers(0, 5)):
+                    del block[draw(st.sampled_from((key, key[:-4] + "_file")))]
+    if draw(st.integers(0, 3)) == 0:
         data = fuzzgen.mutate(draw, data, draw(st.integers(1, 3)))
     for section, key in PROVIDER_ENDPOINTS.items():  # a provider section mostly says where its service is
         block = data.get(section) if isinstance(data, dict) else None
         if isinstance(block, dict) and draw(st.integers(0, 5)):
             block[key] = draw(st.sampled_from(ENDPOINTS))
     text = fuzzyaml.dump(draw, [data])
-    if draw(st.integers(0, 4)) == 0:
+    if draw(st.integers(0, 7)) == 0:
         text = fuzzyaml.mangle(draw, text)
     env: dict[str, str] = {}
     sections = root["properties"]
