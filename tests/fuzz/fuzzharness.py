@@ -168,6 +168,7 @@ def run_case(case: Case) -> str:
     """Run the case under the deadline and check every promise; returns its outcome (for the statistics)."""
     started = time.monotonic()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fds_before = _open_fds()
     with tempfile.TemporaryDirectory(prefix="fuzz-work-") as tmp:
         work = Path(tmp)
         try:
@@ -185,6 +186,9 @@ def run_case(case: Case) -> str:
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     if grown_mb > MAX_GROWTH_MB:
         raise Finding(f"{case}: peak memory grew by {grown_mb:.0f} MB")
+    leaked = sorted(_open_fds() - fds_before)
+    if leaked:
+        raise Finding(f"{case}: left {len(leaked)} file descriptors open: {[_fd_target(fd) for fd in leaked]}")
     STATS.cases += 1
     STATS.seconds += elapsed
     if elapsed > STATS.slowest:
@@ -241,6 +245,17 @@ def _run(case: Case, work: Path) -> str:
     if settings is None:
         return "settings-invalid"
     return "valid" if validate.code == 0 else "invalid"
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")} if os.path.isdir("/proc/self/fd") else set()
+
+
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
 
 
 def _keep(case: Case, elapsed: float) -> None:
