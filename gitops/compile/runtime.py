@@ -113,10 +113,10 @@ def environment(chart: Chart | Identities, agent: Agent, settings: Settings) -> 
     """Upstream's environment (reference §2.5), credentials as secret references."""
     rt = agent.runtime_name
     env = {"HICLAW_MATRIX_DOMAIN": chart.domain, "HICLAW_FS_BUCKET": settings.bucket}
-    if settings.matrix and settings.matrix.url:
-        env["HICLAW_MATRIX_URL"] = settings.matrix.url
-    if settings.storage and settings.storage.endpoint:
-        env["HICLAW_FS_ENDPOINT"] = settings.storage.endpoint
+    if settings.matrix and settings.matrix.agents_url:
+        env["HICLAW_MATRIX_URL"] = settings.matrix.agents_url
+    if settings.storage and settings.storage.agents_endpoint:
+        env["HICLAW_FS_ENDPOINT"] = settings.storage.agents_endpoint
     if settings.gateway:
         env["HICLAW_AI_GATEWAY_URL"] = settings.gateway.ai_gateway_url
     if storage_users(settings):

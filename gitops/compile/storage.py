@@ -106,7 +106,7 @@ def openclaw_config(chart: Chart | Identities, agent: Agent, allow: AllowList, s
     context, max_tokens, vision = MODEL_PRESETS.get(model, UNKNOWN_MODEL)
     matrix = {
         "enabled": True,
-        "homeserver": (settings.matrix.url if settings.matrix else "") or DEFAULT_HOMESERVER,
+        "homeserver": (settings.matrix.agents_url if settings.matrix else "") or DEFAULT_HOMESERVER,
         "userId": chart.id(agent),
         "accessToken": matrix_token(agent),
         "encryption": False,

@@ -81,6 +81,7 @@ class RuntimeSettings:
 @dataclass(frozen=True, slots=True)
 class MatrixSettings:
     url: str = ""
+    agent_url: str = ""
     server_name: str = DEFAULT_SERVER_NAME
     admin_user: str = "admin"
     actor_user: str = ""
@@ -94,10 +95,17 @@ class MatrixSettings:
     def actor(self) -> str:
         return self.actor_user or self.admin_user
 
+    @property
+    def agents_url(self) -> str:
+        """The homeserver URL written into agents' configuration: the reconciler's own URL (often loopback)
+        is usually unreachable from inside an agent's container."""
+        return self.agent_url or self.url
+
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     endpoint: str = ""
+    agent_endpoint: str = ""
     secure: bool = False
     region: str = "us-east-1"
     bucket: str = "hiclaw-storage"
@@ -107,6 +115,11 @@ class StorageSettings:
     secret_key_file: str = ""
     admin_api: bool = False
     concurrency: int = 8
+
+    @property
+    def agents_endpoint(self) -> str:
+        """The S3 endpoint written into agents' environment (see MatrixSettings.agents_url)."""
+        return self.agent_endpoint or self.endpoint
 
 
 @dataclass(frozen=True, slots=True)

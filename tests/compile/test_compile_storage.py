@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from gitops.settings.model import GatewaySettings, MatrixSettings
+from gitops.settings.model import GatewaySettings, MatrixSettings, StorageSettings
 
 from .orgs import ADMIN_API, ALL, compiled, file, keys, manager, member, openclaw, spec, team, uid, worker
 
@@ -191,3 +191,24 @@ def test_a_team_member_policy_never_reaches_another_team() -> None:
     state = compiled(team("web"), team("data", leader="dlead", workers=("etl",)), settings=ADMIN_API)
     text = json.dumps(spec(state, "storage/policy/worker-etl"))
     assert "teams/web" not in text and "agents/dev" not in text
+
+
+def test_agents_get_the_agent_facing_endpoints_not_the_reconcilers() -> None:
+    """The reconciler often reaches the homeserver and S3 on loopback; agents in containers cannot."""
+    settings = replace(
+        ALL,
+        matrix=MatrixSettings(url="http://127.0.0.1:8008", agent_url="http://synapse.internal:8008"),
+        storage=StorageSettings(endpoint="127.0.0.1:9000", agent_endpoint="seaweed.internal:9000"),
+    )
+    state = compiled(worker("alice"), settings=settings)
+    assert openclaw(state, "alice")["channels"]["matrix"]["homeserver"] == "http://synapse.internal:8008"
+    env = spec(state, "runtime/container/hiclaw-worker-alice")["env"]
+    assert (env["HICLAW_MATRIX_URL"], env["HICLAW_FS_ENDPOINT"]) == (
+        "http://synapse.internal:8008",
+        "seaweed.internal:9000",
+    )
+    everything = json.dumps([spec(state, key) for key in state.objects])
+    assert "127.0.0.1" not in everything
+    # Without the agent-facing setting, agents get the reconciler's own URL.
+    plain = compiled(worker("alice"), settings=replace(ALL, matrix=MatrixSettings(url="http://synapse:8008")))
+    assert openclaw(plain, "alice")["channels"]["matrix"]["homeserver"] == "http://synapse:8008"
