@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from gitops.commands._common import READ_ORG, add_command, fail, load_settings, org_argument, report, with_org
 from gitops.commands._org import OrgSource, OrgUnavailable
-from gitops.objects import pretty_json
 from gitops.orgfiles import RESERVED_NAMES, OrgFiles
+from gitops.plan.saved import dump_plan
 from gitops.source.files import DirectorySource, FileSource
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _plan_live(args: argparse.Namespace, settings: Settings, org: OrgSource) -> 
 def _emit(args: argparse.Namespace, result: Plan) -> int:
     data = result.to_dict()
     if args.out:
-        Path(args.out).write_text(pretty_json(data) + "\n", encoding="utf-8")
+        Path(args.out).write_text(dump_plan(data), encoding="utf-8")
     sys.stdout.write(render(data, args.format, args.color))
     if args.detailed_exitcode and result.has_changes:
         return 2
@@ -132,7 +132,7 @@ def _emit(args: argparse.Namespace, result: Plan) -> int:
 
 def render(data: dict[str, object], fmt: str, color: bool) -> str:
     if fmt == "json":
-        return pretty_json(data) + "\n"  # json.dumps(indent=2, sort_keys=True), byte for byte, faster
+        return dump_plan(data)
     from gitops.views import render as render_view
 
     return render_view(data, fmt, color=color)

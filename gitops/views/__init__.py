@@ -5,18 +5,18 @@ Every view renders the dict of `Plan.to_dict()` and computes nothing the plan do
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from gitops.plan.saved import dump_plan
 from gitops.views import markdown, mermaid, text
 
 FORMATS = ("text", "markdown", "json", "mermaid")
 
 
 def render_json(plan: Mapping[str, Any]) -> str:
-    """The plan itself, indented, keys sorted, as `plan --out` saves it (schemas/plan.schema.json)."""
-    return json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """The plan itself, as `plan --out` saves it (schemas/plan.schema.json)."""
+    return dump_plan(plan)
 
 
 def render(plan: Mapping[str, Any], fmt: str, color: bool = False) -> str:
