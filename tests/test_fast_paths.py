@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gitops.gcpause import paused_gc
 from gitops.objects import ManagedObject, Provider, canonical_json, pretty_json
-from gitops.plan.model import diff_specs
+from gitops.plan.model import REDACTED, diff_specs, redact
 from gitops.validate import schema
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
@@ -100,3 +100,34 @@ def test_paused_collection_resumes_as_it_was() -> None:
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def _redact_definition(value: Any, key: str = "") -> Any:
+    """The plain definition: copy everything, mask a non-empty, non-reference string under a secret-named key."""
+    if isinstance(value, dict):
+        return {k: _redact_definition(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_definition(v, key) for v in value]
+    secretish = any(word in key.lower() for word in ("password", "secret", "token", "apikey", "api_key",
+                                                      "credential", "private"))
+    if isinstance(value, str) and value and secretish and not value.startswith("secret://"):
+        return REDACTED
+    return value
+
+
+SECRETISH = st.sampled_from(["password", "apiKey", "x_token", "name", "env", "PRIVATE_KEY", "members"])
+SPECS = st.recursive(
+    SCALARS | st.sampled_from(["secret://matrix/a/token", "hunter2"]),
+    lambda inner: st.lists(inner) | st.tuples(inner, inner) | st.dictionaries(SECRETISH | st.text(), inner),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(SPECS, SECRETISH | st.text())
+def test_redact_is_its_definition_and_never_touches_its_input(value: Any, key: str) -> None:
+    before = pickle.dumps(value)
+    got = redact(value, key)
+    assert got == _redact_definition(value, key)
+    assert json.dumps(got, sort_keys=True) == json.dumps(_redact_definition(value, key), sort_keys=True)
+    assert pickle.dumps(value) == before  # the input is not changed

@@ -7,6 +7,7 @@ and `redact` masks anything secret-shaped that an observation might have brought
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -181,14 +182,35 @@ class Plan:
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """Mask secret-shaped values (never `secret://` references, which name a secret without revealing it)."""
+    """Mask secret-shaped values (never `secret://` references, which name a secret without revealing it).
+
+    What holds nothing to mask is returned as it is, not copied: specs are immutable values, and a plan of
+    90,000 created objects would otherwise copy every one of them."""
+    if isinstance(value, str):
+        return REDACTED if value and key and _secret_key(key) and not value.startswith(SECRET_PREFIX) else value
     if isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if isinstance(value, str) and key and _SECRET_KEYS.search(key) and value and not value.startswith(SECRET_PREFIX):
-        return REDACTED
+        out: dict[Any, Any] | None = None if type(value) is dict else dict(value)
+        for k, v in value.items():
+            if isinstance(v, (str, Mapping, list, tuple)):
+                masked = redact(v, str(k))
+                if masked is not v:
+                    if out is None:
+                        out = dict(value)
+                    out[k] = masked
+        return value if out is None else out
+    if isinstance(value, (list, tuple)):
+        if (not key or not _secret_key(key)) and all(type(v) is str for v in value):
+            return value if type(value) is list else list(value)  # the common case: a list of IDs
+        items = [redact(v, key) for v in value]
+        if type(value) is list and all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
 
 
 def diff_specs(old: Any, new: Any, path: str = "") -> list[DiffItem]:
