@@ -216,6 +216,7 @@ class Synapse:
             "presence": {"enabled": False},
             "url_preview_enabled": False,
             "federation_domain_whitelist": [],
+            "caches": {"sync_response_cache_duration": 0},  # a /sync answers with current state, never a copy
             "bcrypt_rounds": 4,  # a local test server: logins in milliseconds, not a quarter second each
         })
         config.update(dict.fromkeys(RATE_LIMITS, RELAXED))

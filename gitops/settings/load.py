@@ -38,7 +38,8 @@ PATH_KEYS = {
     ("source", "token_file"), ("source", "ssh_key_file"), ("source", "ssh_public_key_file"),
     ("source", "ssh_passphrase_file"), ("source", "ssh_known_hosts"), ("source", "allowed_signers"),
     ("source", "gpg_home"), ("source", "webhook_secret_file"), ("matrix", "admin_password_file"),
-    ("matrix", "registration_shared_secret_file"), ("storage", "access_key_file"), ("storage", "secret_key_file"),
+    ("matrix", "registration_shared_secret_file"), ("matrix", "actor_password_file"), ("matrix", "actor_token_file"),
+    ("matrix", "registration_token_file"), ("storage", "access_key_file"), ("storage", "secret_key_file"),
     ("gateway", "password_file"),
 }
 

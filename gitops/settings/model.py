@@ -90,6 +90,16 @@ class MatrixSettings:
     registration_shared_secret_env: str = ""
     registration_shared_secret_file: str = ""
     concurrency: int = 4
+    actor_password_env: str = ""
+    actor_password_file: str = ""
+    actor_token_env: str = ""
+    actor_token_file: str = ""
+    registration: str = "token"
+    registration_token_env: str = ""
+    registration_token_file: str = ""
+    deactivate_removed: bool = False
+    timeout: float = 30.0
+    retries: int = 5
 
     @property
     def actor(self) -> str:
