@@ -7,8 +7,8 @@ no trusted key servers, background updates without sleeps), starts the server, w
 background updates are done, then provisions what a reconciler needs:
 
 - the **actor** `@hiclaw-gitops:<server>` (a server admin, registered with the shared secret), its password in
-  `matrix-actor-password` in the data directory (mode 0600);
-- the **Global Admin** (a person), its password a secret of the reconciler's secret store
+  `matrix-actor-password` and an access token in `matrix-actor-token` in the data directory (mode 0600);
+- the **Global Admin** (a person, a server admin), its password a secret of the reconciler's secret store
   (`matrix/<admin>/password`, shown by `hiclaw-gitops secrets get`), so a person can log in with any client;
 - a **registration token** (`matrix-registration-token`, mode 0600) for the spec-standard registration flow the
   reconciler uses for agents and humans.
@@ -45,6 +45,7 @@ DEFAULT_SERVER_NAME = "localhost"
 ACTOR = "hiclaw-gitops"
 ADMIN = "admin"
 ACTOR_PASSWORD_FILE = "matrix-actor-password"
+ACTOR_TOKEN_FILE = "matrix-actor-token"
 REGISTRATION_TOKEN_FILE = "matrix-registration-token"
 RELAXED = {"per_second": 1000, "burst_count": 1000}
 RATE_LIMITS = (
@@ -109,6 +110,10 @@ class Synapse:
     @property
     def actor_password_file(self) -> Path:
         return self.data_dir / ACTOR_PASSWORD_FILE
+
+    @property
+    def actor_token_file(self) -> Path:
+        return self.data_dir / ACTOR_TOKEN_FILE
 
     @property
     def registration_token_file(self) -> Path:
@@ -323,7 +328,9 @@ class Synapse:
         """The actor, the Global Admin and a registration token; each only when missing."""
         self.actor_token()
         if self.admin_password is not None:
-            self.register(self.admin_user, self.admin_password(), admin=False)
+            # The Global Admin is the person who runs the installation: a server admin here, so they (and the
+            # tests' independent check) can read every room with the admin API, not only the rooms they are in.
+            self.register(self.admin_user, self.admin_password(), admin=True)
         if not self.registration_token_file.exists():
             token = secrets.token_urlsafe(24)
             self.call("POST", "/_synapse/admin/v1/registration_tokens/new", {"token": token},
@@ -345,6 +352,7 @@ class Synapse:
         })
         token = str(answer["access_token"])
         self._actor_token = token
+        write_private(self.actor_token_file, token + "\n")  # the reconciler starts with it: no login per pass
         return token
 
     def register(self, localpart: str, password: str, *, admin: bool) -> bool:
@@ -389,6 +397,7 @@ class Synapse:
             "admin_user": self.admin_user,
             "actor_user": ACTOR,
             "actor_password_file": str(self.actor_password_file.resolve()),
+            "actor_token_file": str(self.actor_token_file.resolve()),
             "registration_token_file": str(self.registration_token_file.resolve()),
         }
 
