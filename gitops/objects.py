@@ -17,8 +17,8 @@ from json.encoder import encode_basestring as _escape  # the C escaper json.dump
 from typing import Any
 
 SECRET_PREFIX = "secret://"
-
-
+# A key naming one of these holds a secret: plans mask its string values unless they are `secret://` references.
+SECRET_KEY_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential", "private")
 class Provider(StrEnum):
     RUNTIME = "runtime"
     MATRIX = "matrix"
@@ -106,8 +106,51 @@ def _pretty(value: Any, newline: str) -> str:
     raise _NotPlain
 
 
+def file_text(spec: Mapping[str, Any]) -> str:
+    """The text of a storage object (`storage/object/*` spec): its `content` as it is, or, for a JSON
+    document held as data, that document rendered — indented, keys sorted, newline-terminated. Rendered
+    only when a file is written or shown, never at compile time."""
+    content = spec.get("content", "")
+    return content if isinstance(content, str) else pretty_json(content) + "\n"
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+
+
+def spec_digest(spec: Mapping[str, Any]) -> tuple[str, bool]:
+    """`spec_hash(spec)` and whether the spec is plain — holds nothing a plan would mask — from one dump."""
+    text = canonical_json(spec)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], _plain(text)
+
+
+def secret_key(key: str) -> bool:
+    """Whether a spec key names a secret (its string values are masked in plans, references excepted)."""
+    folded = key.casefold()
+    return any(word in folded for word in SECRET_KEY_WORDS)
+
+
+_HARMLESS_VALUE = ('"secret://', '"",', '""}', "null", "true", "false", "-", "0", "1", "2", "3", "4", "5", "6", "7",
+                   "8", "9")
+
+
+def _plain(text: str) -> bool:
+    """Whether a canonical JSON text holds no secret-named key with a value a plan would mask. Conservative:
+    anything unclear (an escaped quote near a secret word, a container under a secret key) is "not plain".
+    Secret words are found by `str.find`, so a spec without one costs a few scans at C speed."""
+    folded = text.casefold()
+    if len(folded) != len(text):  # casefolding expanded a character: positions no longer line up
+        return False
+    for word in SECRET_KEY_WORDS:
+        at = folded.find(word)
+        while at != -1:
+            end = text.find('"', at)  # the end of the string holding the word
+            if end == -1 or text[end - 1] == "\\":
+                return False
+            if text.startswith(":", end + 1) and not text.startswith(_HARMLESS_VALUE, end + 2):
+                return False  # a secret-named key whose value may need masking
+            at = folded.find(word, at + 1)
+    return True
 
 
 def object_hash(spec: Mapping[str, Any], consumed: str = "") -> str:
@@ -149,14 +192,18 @@ class ManagedObject:
     # The spec's hash, computed once (or passed in when the caller already has it). Change a spec with
     # `with_spec`, never `dataclasses.replace`, which would carry the old hash over.
     hash: str = field(default="", compare=False, repr=False)
+    # True when the spec holds nothing a plan would mask (`plain_spec`), known when the hash is computed here
+    # or passed in with it; False means "not known": the plan walks the spec.
+    plain: bool = field(default=False, compare=False, repr=False)
     key: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Computed once: plans compare hashes of tens of thousands of objects.
         object.__setattr__(self, "key", make_key(self.provider, self.type, self.name))
         if not self.hash:
-            digest = hashlib.sha256(canonical_json(self.spec).encode()).hexdigest()[:16]  # spec_hash, inlined
+            digest, plain = spec_digest(self.spec)
             object.__setattr__(self, "hash", object_hash(self.spec, self.consumed) if self.consumed else digest)
+            object.__setattr__(self, "plain", plain)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickling through the dataclass's own state methods costs ten times more, field by field in Python:
@@ -166,7 +213,7 @@ class ManagedObject:
     def with_spec(self, spec: Mapping[str, Any]) -> ManagedObject:
         """The same object with another spec (and that spec's hash)."""
         return ManagedObject(self.provider, self.type, self.name, spec, self.owner, self.depends_on, self.prune,
-                             self.produces, self.shares, self.consumed)
+                             self.produces, self.shares, self.consumed)  # hash and plain computed anew
 
     def with_consumed(self, digest: str) -> ManagedObject:
         """The same object carrying another digest of the secret values it consumes (and that hash)."""
@@ -209,7 +256,7 @@ class ManagedObject:
 
 
 _FIELDS = ("provider", "type", "name", "spec", "owner", "depends_on", "prune", "produces", "shares", "consumed",
-           "hash", "key")
+           "hash", "plain", "key")
 
 
 def _restore(*values: Any) -> ManagedObject:

@@ -83,16 +83,17 @@ def managed(
     owner: Resource | None,
     depends_on: Sequence[str] = (),
     hash: str = "",
+    plain: bool = False,
 ) -> ManagedObject:
     """A managed object owned by an org resource (None: shared by the whole org), honouring its prune guard.
 
-    `hash` is the spec's `spec_hash` when the caller already computed it.
+    `hash` (and `plain`) are the spec's `spec_digest` when the caller already computed it.
     """
     needs = tuple(sorted(set(depends_on)))
     if owner is None:
-        return ManagedObject(provider, type_, name, spec, ORG, needs, hash=hash)
+        return ManagedObject(provider, type_, name, spec, ORG, needs, hash=hash, plain=plain)
     prune = owner.annotation("prune") != "disabled"
-    return ManagedObject(provider, type_, name, spec, owner.ref, needs, prune, hash=hash)
+    return ManagedObject(provider, type_, name, spec, owner.ref, needs, prune, hash=hash, plain=plain)
 
 
 @dataclass(frozen=True, slots=True)

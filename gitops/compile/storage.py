@@ -34,7 +34,7 @@ from gitops.compile.identities import (
     matrix_token,
     storage_secret,
 )
-from gitops.objects import ManagedObject, Provider, make_key, pretty_json, spec_hash
+from gitops.objects import ManagedObject, Provider, make_key, spec_digest, spec_hash
 from gitops.org import Agent, Role
 from gitops.settings.model import Settings
 
@@ -62,11 +62,10 @@ MODEL_PRESETS: dict[str, tuple[int, int, bool]] = {
 }
 UNKNOWN_MODEL = (150000, 128000, False)
 
-File = tuple[str, str]  # (content, content type)
-
-
-def to_json(value: Any) -> str:
-    return pretty_json(value) + "\n"
+# (content, content type). A JSON file's content is its document, rendered only when the file is written or
+# shown (`gitops.objects.file_text`): held as data, the allow-lists of every agent's openclaw.json are the
+# shared lists of its AllowList rather than kilobytes of text per agent, and hashing it is one C-encoded dump.
+File = tuple[str | Mapping[str, Any], str]
 
 
 def agent_files(chart: Chart | Identities, agent: Agent, allow: AllowList, settings: Settings) -> dict[str, File]:
@@ -74,9 +73,7 @@ def agent_files(chart: Chart | Identities, agent: Agent, allow: AllowList, setti
     prefix = agent_prefix(agent)
     spec = agent.spec
     runtime = agent_runtime(agent, settings.runtime_or_default)
-    files: dict[str, File] = {
-        f"{prefix}/openclaw.json": (to_json(openclaw_config(chart, agent, allow, settings)), JSON)
-    }
+    files: dict[str, File] = {f"{prefix}/openclaw.json": (openclaw_config(chart, agent, allow, settings), JSON)}
     identity = _text(spec.get("identity"))
     soul = _text(spec.get("soul"))
     if runtime in ("copaw", "hermes") and identity:
@@ -89,10 +86,10 @@ def agent_files(chart: Chart | Identities, agent: Agent, allow: AllowList, setti
     if _text(spec.get("agents")):
         files[f"{prefix}/AGENTS.md"] = (_text(spec.get("agents")), MARKDOWN)
     if spec.get("mcpServers"):
-        files[f"{prefix}/mcporter-servers.json"] = (to_json(mcporter_config(agent, settings)), JSON)
+        files[f"{prefix}/mcporter-servers.json"] = (mcporter_config(agent, settings), JSON)
     if spec.get("skills") or spec.get("remoteSkills"):
         skills = {"skills": list(spec.get("skills") or []), "remoteSkills": list(spec.get("remoteSkills") or [])}
-        files[f"{prefix}/skills.json"] = (to_json(skills), JSON)
+        files[f"{prefix}/skills.json"] = (skills, JSON)
     return files
 
 
@@ -110,9 +107,9 @@ def openclaw_config(chart: Chart | Identities, agent: Agent, allow: AllowList, s
         "userId": chart.id(agent),
         "accessToken": matrix_token(agent),
         "encryption": False,
-        "dm": {"policy": "allowlist", "allowFrom": list(allow.dm)},
+        "dm": {"policy": "allowlist", "allowFrom": allow.dm_list},
         "groupPolicy": "allowlist",
-        "groupAllowFrom": list(allow.group),
+        "groupAllowFrom": allow.group_list,
         "groups": {"*": {"allow": True, "requireMention": True}},
         "streaming": "partial",
         "blockStreaming": True,
@@ -176,13 +173,14 @@ class Stored:
 
     spec: Mapping[str, Any]
     hash: str
+    plain: bool  # see ManagedObject.plain
 
 
 def stored(bucket: str, files: Mapping[str, File]) -> dict[str, Stored]:
     out: dict[str, Stored] = {}
     for key, (content, content_type) in files.items():
         spec = {"bucket": bucket, "key": key, "content": content, "content_type": content_type}
-        out[key] = Stored(spec, spec_hash(spec))
+        out[key] = Stored(spec, *spec_digest(spec))
     return out
 
 
@@ -198,7 +196,9 @@ def shared_storage(settings: Settings) -> list[ManagedObject]:
     bucket = settings.bucket
     out = [managed(Provider.STORAGE, "bucket", bucket, {"bucket": bucket}, None)]
     for key, file in stored(bucket, {"shared/knowledge/.keep": _KEEP, "shared/tasks/.keep": _KEEP}).items():
-        out.append(managed(Provider.STORAGE, "object", key, file.spec, None, [_bucket_key(settings)], file.hash))
+        out.append(
+            managed(Provider.STORAGE, "object", key, file.spec, None, [_bucket_key(settings)], file.hash, file.plain)
+        )
     return out
 
 
@@ -206,7 +206,9 @@ def team_keep(team: Team, settings: Settings) -> ManagedObject:
     """The team's shared prefix."""
     key = f"teams/{team.runtime_name}/shared/.keep"
     file = stored(settings.bucket, {key: _KEEP})[key]
-    return managed(Provider.STORAGE, "object", key, file.spec, team.resource, [_bucket_key(settings)], file.hash)
+    return managed(
+        Provider.STORAGE, "object", key, file.spec, team.resource, [_bucket_key(settings)], file.hash, file.plain
+    )
 
 
 def file_objects(agent: Agent, files: Mapping[str, Stored], settings: Settings) -> list[ManagedObject]:
@@ -215,7 +217,10 @@ def file_objects(agent: Agent, files: Mapping[str, Stored], settings: Settings) 
     needs = [_bucket_key(settings)]
     if Provider.MATRIX in settings.providers:
         needs.append(make_key(Provider.MATRIX, "user", agent.runtime_name))
-    return [managed(Provider.STORAGE, "object", key, f.spec, agent.owner, needs, f.hash) for key, f in files.items()]
+    return [
+        managed(Provider.STORAGE, "object", key, f.spec, agent.owner, needs, f.hash, f.plain)
+        for key, f in files.items()
+    ]
 
 
 def _bucket_key(settings: Settings) -> str:

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from gitops.compile.access import AccessDiff
-from gitops.objects import SECRET_PREFIX, ManagedObject, Provider, canonical_json
+from gitops.objects import SECRET_PREFIX, ManagedObject, Provider, canonical_json, secret_key
 
 FORMAT_VERSION = 2  # 2: the access section holds set changes and per-principal summaries, not pairs
 REDACTED = "(redacted)"
 UP_TO_DATE = "up to date"
 
 CREDENTIALS_CHANGED = "a credential it carries was issued again (values never shown)"
-_SECRET_KEYS = re.compile(r"(password|secret|token|apikey|api_key|credential|private)", re.IGNORECASE)
 
 
 class Action(StrEnum):
@@ -208,9 +206,12 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=4096)
-def _secret_key(key: str) -> bool:
-    return _SECRET_KEYS.search(key) is not None
+def shown(obj: ManagedObject) -> Any:
+    """An object's spec as a plan shows it: redacted, unless the object is known to hold nothing to mask."""
+    return obj.spec if obj.plain else redact(obj.spec)
+
+
+_secret_key = functools.lru_cache(maxsize=4096)(secret_key)
 
 
 def diff_specs(old: Any, new: Any, path: str = "") -> list[DiffItem]:
@@ -273,7 +274,7 @@ def change_for(
             desired.owner,
             "declared, not present",
             None,
-            redact(desired.spec),
+            shown(desired),
             (),
             desired.depends_on,
         )
@@ -285,8 +286,8 @@ def change_for(
                 Action.NOOP,
                 current.owner,
                 f"no longer declared; kept (prune disabled {why})",
-                redact(current.spec),
-                redact(current.spec),
+                shown(current),
+                shown(current),
                 (),
                 current.depends_on,
             )
@@ -295,18 +296,18 @@ def change_for(
             Action.DELETE,
             current.owner,
             "no longer declared",
-            redact(current.spec),
+            shown(current),
             None,
             (),
             current.depends_on,
         )
     if desired.hash == current.hash:
         return Change(desired.key, Action.NOOP, desired.owner, UP_TO_DATE, None, None, (), desired.depends_on)
-    items = tuple(diff_specs(redact(current.spec), redact(desired.spec)))
+    items = tuple(diff_specs(shown(current), shown(desired)))
     changed = sorted({_top(i.path) for i in items})
     if not items and desired.consumed != current.consumed:
-        return Change(desired.key, Action.UPDATE, desired.owner, CREDENTIALS_CHANGED, redact(current.spec),
-                      redact(desired.spec), (), desired.depends_on)
+        return Change(desired.key, Action.UPDATE, desired.owner, CREDENTIALS_CHANGED, shown(current),
+                      shown(desired), (), desired.depends_on)
     replace = [p for p in changed if p in replace_on]
     if replace:
         return Change(
@@ -314,8 +315,8 @@ def change_for(
             Action.REPLACE,
             desired.owner,
             f"{', '.join(replace)} changed: must be re-created",
-            redact(current.spec),
-            redact(desired.spec),
+            shown(current),
+            shown(desired),
             items,
             desired.depends_on,
         )
@@ -324,8 +325,8 @@ def change_for(
         Action.UPDATE,
         desired.owner,
         f"{', '.join(changed) or 'spec'} changed",
-        redact(current.spec),
-        redact(desired.spec),
+        shown(current),
+        shown(desired),
         items,
         desired.depends_on,
     )

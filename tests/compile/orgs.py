@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from gitops.compile import compile_org
-from gitops.objects import DesiredState
+from gitops.objects import DesiredState, file_text
 from gitops.org import Org, Resource
 from gitops.settings.model import MatrixSettings, Settings, StorageSettings
 
@@ -85,7 +85,7 @@ def power(state: DesiredState, room: str) -> set[str]:
 
 
 def file(state: DesiredState, key: str) -> str:
-    return str(spec(state, f"storage/object/{key}")["content"])
+    return file_text(spec(state, f"storage/object/{key}"))
 
 
 def openclaw(state: DesiredState, rt: str) -> Any:
