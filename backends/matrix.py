@@ -252,7 +252,11 @@ class MatrixBackend:
         return records
 
     def _rooms_from(self, answer: Mapping[str, Any], what: str) -> list[RoomState]:
-        joined = (answer.get("rooms") or {}).get("join") or {}
+        rooms = answer.get("rooms")
+        if rooms is not None and not isinstance(rooms, Mapping):
+            raise UnexpectedAnswer(f"{what}: `rooms` is {shape(rooms)}, not an object")
+        joined = (rooms or {}).get("join")
+        joined = {} if joined is None else joined
         if not isinstance(joined, Mapping):
             raise UnexpectedAnswer(f"{what}: `rooms.join` is {shape(joined)}, not an object")
         out = []
