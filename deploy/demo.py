@@ -23,13 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="deploy/demo.sh",
         description="Start the local stack — the Docker engine (`dockerd`, as root, when its socket does not "
-        "answer) and stand-in agent images built FROM scratch — write a settings file into the state directory "
+        "answer), stand-in agent images built FROM scratch and a Matrix homeserver (Synapse, installed from PyPI "
+        "into its own virtualenv on first use) — write a settings file into the state directory "
         f"(default {DEFAULT_STATE_DIR}), then reconcile PATH (default ./{EXAMPLE_ORG}): show the plan, apply "
         "and verify it, and run a second pass that must change nothing. Exit 0 when both passes succeed.",
     )
     p.add_argument("path", nargs="?", default=None, help=f"org directory (default: ./{EXAMPLE_ORG})")
     p.add_argument("--down", action="store_true",
-                   help="remove the demo's containers and network instead (and stop a dockerd the demo started)")
+                   help="remove the demo's containers and network instead, stop the homeserver (its data is kept "
+                   "in the state directory) and a dockerd the demo started")
     p.add_argument("--state-dir", metavar="DIR", help=f"state directory (default {DEFAULT_STATE_DIR})")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour (default: auto)")
     args = p.parse_args(argv)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     settings = from_mapping(settings_document(state_dir))
     session_args = argparse.Namespace(settings=str(settings_file), org_path=None, state_dir=str(state_dir))
     for number in (1, 2):
-        print(f"\n== pass {number}: reconcile {org} onto the local Docker engine")
+        print(f"\n== pass {number}: reconcile {org} onto the local Docker engine and Matrix homeserver")
         with session(session_args, settings, str(org)) as s:
             result: Any = reconcile(s.org.source, s.settings, head=s.org.head, store=s.store, secrets=s.secrets,
                                     backends=s.backends)
@@ -87,6 +89,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
     print(f"\nThe example org runs on the local engine (containers labelled hiclaw.io/managed-by={LOCAL_INSTANCE}).")
     print(f"Inspect: docker ps --filter label=hiclaw.io/managed-by={LOCAL_INSTANCE}")
+    if settings.matrix is not None:
+        from deploy.localstack import ADMIN_PASSWORD_SECRET
+
+        print(f"Matrix:  homeserver {settings.matrix.url} (server name {settings.matrix.server_name}); log in with any "
+              f"Matrix client as @{settings.matrix.admin_user}:{settings.matrix.server_name}")
+        print(f"         its password: .venv/bin/hiclaw-gitops secrets get {ADMIN_PASSWORD_SECRET} "
+              f"--state-dir {state_dir}")
     print(f"Remove:  bash deploy/demo.sh --down --state-dir {state_dir}")
     return 0
 

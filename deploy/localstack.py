@@ -1,10 +1,11 @@
 """The embedded local stack: the real components a local reconcile needs, each with `ensure()` and `stop()`.
 
-Today: the Docker engine (Debian's `docker.io`; started here as root when its socket does not answer) and the
+Today: the Docker engine (Debian's `docker.io`; started here as root when its socket does not answer), the
 stand-in agent images, built locally `FROM scratch` around a static busybox (no image registry is reachable,
-and none is needed). Matrix (Synapse) and S3 join later as further components in the same list.
-`deploy/demo.sh` brings the stack up, and the Docker tests use `DockerEngine.ensure()` when no engine
-answers. Nothing here sends traffic anywhere but the engine's local socket.
+and none is needed), and a Matrix homeserver (Synapse from PyPI in its own virtualenv, deploy/synapse.py). S3
+joins later as a further component in the same list. `deploy/demo.sh` brings the stack up, and the Docker tests
+use `DockerEngine.ensure()` when no engine answers. Nothing here sends traffic anywhere but the engine's local
+socket and 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -289,18 +290,43 @@ def is_static_elf(path: Path) -> bool:
     return all(struct.unpack_from(order + "I", table, i * phentsize)[0] != pt_interp for i in range(phnum))
 
 
+MATRIX_DIR = "synapse"
+ADMIN_PASSWORD_SECRET = "matrix/admin/password"
+
+
+def homeserver(state_dir: Path) -> Any:
+    """The local Synapse of this state directory; the Global Admin's password lives in its secret store."""
+    from deploy.synapse import Synapse
+    from gitops.apply.secrets import SecretStore
+
+    def admin_password() -> str:
+        store = SecretStore(state_dir)
+        try:
+            return store.get_or_create(ADMIN_PASSWORD_SECRET)
+        finally:
+            store.close()
+
+    return Synapse(state_dir / MATRIX_DIR, admin_password=admin_password)
+
+
 def settings_document(state_dir: Path) -> dict[str, Any]:
-    """The settings of a local reconcile: the runtime provider alone, on the local engine."""
-    return {
+    """The settings of a local reconcile: the runtime on the local engine, and Matrix on the local homeserver
+    once it has been configured."""
+    document: dict[str, Any] = {
         "state_dir": str(state_dir.resolve()),
         "runtime": {"backend": "docker", "instance": LOCAL_INSTANCE, "network": LOCAL_NETWORK},
     }
+    hs = homeserver(state_dir)
+    if hs.config_file.exists():
+        # Agents in containers cannot reach the reconciler's loopback URL: they are given the host's name for it.
+        document["matrix"] = {**hs.settings(), "agent_url": f"http://host.docker.internal:{hs.port}"}
+    return document
 
 
 def write_settings(state_dir: Path) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "settings.yaml"
-    text = "# Written by the local stack (deploy/demo.sh): reconcile onto the local Docker engine.\n"
+    text = "# Written by the local stack (deploy/demo.sh): reconcile onto the local Docker engine and homeserver.\n"
     path.write_text(text + yaml.safe_dump(settings_document(state_dir), sort_keys=False), encoding="utf-8")
     return path
 
@@ -316,7 +342,7 @@ class LocalStack:
     def default(cls, state_dir: Path | str = DEFAULT_STATE_DIR, docker_url: str = "") -> LocalStack:
         state = Path(state_dir)
         engine = DockerEngine(state, docker_url)
-        return cls(state, [engine, StandInImages(engine)])
+        return cls(state, [engine, StandInImages(engine), homeserver(state)])
 
     def up(self, say: Any = print) -> Path:
         """Ensure every component; write and return the settings file."""

@@ -129,7 +129,8 @@ class Garbage(httpx.BaseTransport):
 
 
 @pytest.mark.parametrize(("path", "body", "expected"), [
-    ("/sync", b"<html>gateway</html>", "sync (observe): the homeserver answered HTTP 200 with something that is not JSON"),
+    ("/sync", b"<html>gateway</html>",
+     "sync (observe): the homeserver answered HTTP 200 with something that is not JSON"),
     ("/sync", b"[1, 2]", "sync (observe): the homeserver answered with a list, not a JSON object"),
     ("/sync", b'{"rooms": {"join": []}}', "sync (observe): `rooms.join` is a list, not an object"),
     ("/createRoom", b'{"room": 1}', "create room #hiclaw-worker-mal-3:localhost: the answer has no room_id"),
@@ -155,7 +156,7 @@ def test_half_created_room_is_repaired_not_duplicated(fresh_homeserver: Synapse,
     """A createRoom refused after it claimed the alias (room version 12: the creator listed in power levels —
     deps §2) leaves a half-built room under our alias; the pass finds it by alias and completes it."""
     token = fresh_homeserver.actor_token()
-    with pytest.raises(Exception, match="must not appear in content.users"):
+    with pytest.raises(Exception, match=r"must not appear in content\.users"):
         fresh_homeserver.call("POST", "/_matrix/client/v3/createRoom", {
             "room_alias_name": "hiclaw-manager-default", "preset": "private_chat",
             "power_level_content_override": {"users": {fresh_homeserver.actor: 100}}}, token=token)
