@@ -151,20 +151,19 @@ def _fence(body: str) -> str:
 
 
 def _details(changes: Sequence[Mapping[str, Any]], blocks: Sequence[str]) -> list[str]:
-    """One collapsible section per provider, changes in plan order, each as a ```diff block."""
-    by_provider: dict[str, list[str]] = {}
-    totals: dict[str, int] = {}
-    for change, block in zip(changes, blocks, strict=True):
-        totals[change["provider"]] = totals.get(change["provider"], 0) + 1
-        if block:
-            by_provider.setdefault(change["provider"], []).append(block)
+    """One collapsible section per org resource (`org` last), with its counts; its changes in plan order, as a
+    ```diff block. A resource whose changes were all left out gets no section (the note at the top counts it)."""
+    shown = {id(c): b for c, b in zip(changes, blocks, strict=True)}
     out: list[str] = []
-    for provider, items in by_provider.items():
+    for owner, group in text.by_owner(changes):
+        items = [shown[id(c)] for c in group if shown[id(c)]]
+        if not items:
+            continue
         body = "\n\n".join(items)
         fence = _fence(body)
-        n = totals[provider]
-        count = f"{n} change{'' if n == 1 else 's'}" + (f", {len(items)} shown" if len(items) < n else "")
-        out += ["", f"<details><summary><b>{esc(provider)}</b>: {count}</summary>", "",
+        heading = text.owner_heading(owner, group) + (f", {len(items)} shown" if len(items) < len(group) else "")
+        owner_name, _, counts = heading.partition(": ")
+        out += ["", f"<details><summary><b>{esc(owner_name)}</b>: {esc(counts)}</summary>", "",
                 f"{fence}diff", body, fence, "", "</details>"]
     return out
 
@@ -176,7 +175,7 @@ def _block(change: Mapping[str, Any], diffs: bool) -> str:
     return "\n".join(_cut(line) for line in lines)
 
 
-WRAPPER = 200  # characters of one provider's <details> wrapper, at most
+WRAPPER = 200  # characters of one org resource's <details> wrapper, at most
 
 
 # What a reviewer can best do without, first: empty prefix markers, then storage files, gateway records, Matrix
@@ -191,15 +190,21 @@ def _rank(change: Mapping[str, Any]) -> int:
 
 
 def _select(
-    full: Sequence[str], brief: Sequence[str], budget: int, ranks: Sequence[int] | None = None
+    full: Sequence[str],
+    brief: Sequence[str],
+    budget: int,
+    ranks: Sequence[int] | None = None,
+    shares: Sequence[float] | None = None,
 ) -> tuple[list[str], int, int]:
     """Blocks that fit the budget: (blocks, changes shown without their diff, changes left out entirely).
 
     Diffs go first, largest first; then whole changes, the least informative first (`ranks`, low first: empty
-    prefix markers before containers), from the end of the plan within a rank.
+    prefix markers before containers), from the end of the plan within a rank. `shares`: each block's share of
+    its section's wrapper (a section left empty costs nothing).
     """
     blocks = list(full)
-    size = sum(len(b) + 2 for b in blocks) + WRAPPER * 4
+    shares = shares or [WRAPPER / 4] * len(blocks)
+    size = sum(len(b) + 2 + share for b, share in zip(blocks, shares, strict=True))
     stripped: set[int] = set()
     for i in sorted(range(len(full)), key=lambda i: (-len(full[i]), i)):
         if size <= budget:
@@ -213,7 +218,7 @@ def _select(
     for i in sorted(range(len(blocks)), key=lambda i: (ranks[i], -i)):
         if size <= budget:
             break
-        size -= len(blocks[i]) + 2
+        size -= len(blocks[i]) + 2 + shares[i]
         blocks[i] = ""
         stripped.discard(i)  # counted as left out now, not as shortened
         dropped += 1
@@ -232,8 +237,10 @@ def render(plan: PlanDict) -> str:
     heading = ["", "#### Details"]
     budget = LIMIT - len("\n".join(title + body + heading)) - NOTE_RESERVE
     ranks = [_rank(c) for c in changes]
+    sizes = {owner: len(group) for owner, group in text.by_owner(changes)}
+    shares = [WRAPPER / sizes[str(c.get("owner") or "org")] for c in changes]
     while True:
-        blocks, stripped, dropped = _select(full, brief, budget, ranks)
+        blocks, stripped, dropped = _select(full, brief, budget, ranks, shares)
         left_out = [c for c, b in zip(changes, blocks, strict=True) if not b]
         out = "\n".join(title + _note(len(changes), stripped, dropped, left_out) + body + heading
                         + _details(changes, blocks))

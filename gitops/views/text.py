@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 PlanDict = Mapping[str, Any]
@@ -28,6 +28,7 @@ OPS = {"add": "+", "remove": "-", "change": "~"}
 MAX_CONTENT_LINES = 20  # lines shown of a multi-line value that is added or removed
 MAX_DIFF_LINES = 40  # lines shown of a unified diff between two multi-line values
 MAX_INLINE = 240  # characters shown of a single-line value
+MAX_CREATED_FIELDS = 24  # fields shown of a created object; the JSON has them all
 DIFF_CONTEXT = 2
 
 ITEM_INDENT = "   "  # after the symbol: `+   path: value`
@@ -197,12 +198,34 @@ def change_lines(change: Mapping[str, Any], diffs: bool = True) -> list[str]:
     if not diffs:
         return lines
     if change["action"] == "create" and isinstance(change.get("after"), Mapping):
-        for path, value in _flatten("", change["after"]):
+        fields = _flatten("", change["after"])
+        for path, value in fields[:MAX_CREATED_FIELDS]:
             lines.extend(_leaf_lines("+", path, value))
+        if len(fields) > MAX_CREATED_FIELDS:
+            lines.append(f"+{ITEM_INDENT}… {len(fields) - MAX_CREATED_FIELDS} more fields (in --format json)")
     else:
         for item in change.get("diff") or ():
             lines.extend(diff_item_lines(item))
     return lines
+
+
+def by_owner(changes: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """Changes grouped by the org resource that owns them (`org` for shared objects last), in plan order within
+    a group."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for change in changes:
+        groups.setdefault(str(change.get("owner") or "org"), []).append(change)
+    return sorted(groups.items(), key=lambda kv: (kv[0] == "org", kv[0]))
+
+
+def owner_heading(owner: str, changes: Sequence[Mapping[str, Any]]) -> str:
+    """`Worker/alice: 7 changes (+7)` — how many of which action."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        counts[change["action"]] = counts.get(change["action"], 0) + 1
+    tally = " ".join(f"{SYMBOLS[a]}{counts[a]}" for a in SYMBOLS if counts.get(a))
+    n = len(changes)
+    return f"{owner}: {n} change{'' if n == 1 else 's'} ({tally})"
 
 
 # The view -------------------------------------------------------------------------------------------------
@@ -238,9 +261,11 @@ def render(plan: PlanDict, color: bool = False) -> str:
 
     changes = plan.get("changes") or []
     if changes:
-        out += [("plain", ""), ("title", "Object changes:")]
-        for change in changes:
-            out += [("plain", ""), *(("change", line) for line in change_lines(change))]
+        out += [("plain", ""), ("title", "Object changes, by org resource:")]
+        for owner, group in by_owner(changes):
+            out += [("plain", ""), ("title", owner_heading(owner, group))]
+            for change in group:
+                out += [("plain", ""), *(("change", line) for line in change_lines(change))]
 
     warnings = plan.get("warnings") or []
     if warnings:

@@ -205,7 +205,7 @@ def test_a_cut_drops_the_least_informative_changes_first() -> None:
         {"provider": "storage", "key": "storage/object/agents/a/SOUL.md"},
     ]
     full = ["x" * 100] * 4
-    blocks, stripped, dropped = _select(full, full, 4 * 4 + 102 * 2 + 800, [_rank(c) for c in changes])
+    blocks, stripped, dropped = _select(full, full, 102 * 2, [_rank(c) for c in changes], [0.0] * 4)
     assert (stripped, dropped) == (0, 2)
     assert [bool(b) for b in blocks] == [True, False, True, False]  # the marker and the file; the container stays
     note = _note(4, 0, 2, [changes[1], changes[3]])[1]
