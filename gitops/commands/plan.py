@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from gitops.commands._common import READ_ORG, add_command, fail, load_settings, org_argument, report, with_org
 from gitops.commands._org import OrgSource, OrgUnavailable
 from gitops.orgfiles import RESERVED_NAMES, OrgFiles
-from gitops.plan.saved import dump_plan
+from gitops.plan.saved import dump_plan, write_plan
 from gitops.source.files import DirectorySource, FileSource
 
 if TYPE_CHECKING:
@@ -123,8 +123,12 @@ def _plan_live(args: argparse.Namespace, settings: Settings, org: OrgSource) -> 
 def _emit(args: argparse.Namespace, result: Plan) -> int:
     data = result.to_dict()
     if args.out:
-        Path(args.out).write_text(dump_plan(data), encoding="utf-8")
-    sys.stdout.write(render(data, args.format, args.color))
+        with open(args.out, "w", encoding="utf-8") as out:
+            write_plan(data, out)
+    if args.format == "json":
+        write_plan(data, sys.stdout)
+    else:
+        sys.stdout.write(render(data, args.format, args.color))
     if args.detailed_exitcode and result.has_changes:
         return 2
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from gitops.objects import DesiredState, canonical_json
 from gitops.plan.model import Action, Plan, redact
@@ -14,24 +14,46 @@ _ENCODE = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode  # no inde
 
 
 def dump_plan(plan: Mapping[str, Any]) -> str:
-    """A plan dict as JSON text, keys sorted. The top level and its mappings (access, counts, ...) are laid
-    out one key per line and their lists one entry per line; each entry (a change, an agent's access change)
-    is one compact line.
+    """A plan dict as JSON text (see `iter_plan`)."""
+    return "".join(iter_plan(plan))
+
+
+def write_plan(plan: Mapping[str, Any], out: TextIO) -> None:
+    """Write a plan as JSON piece by piece: a plan of 90,000 created objects is gigabytes of text, never held
+    as one string (and one `write` of over 2 GiB is cut short by the kernel)."""
+    for piece in iter_plan(plan):
+        out.write(piece)
+
+
+def iter_plan(plan: Mapping[str, Any]) -> Iterator[str]:
+    """A plan dict as JSON text, keys sorted, in pieces. The top level and its mappings (access, counts, ...)
+    are laid out one key per line and their lists one entry per line; each entry (a change, an agent's access
+    change) is one compact line.
 
     Line-oriented rather than fully indented: a reviewer can grep and diff it change by change, and it is
     written by the standard library's C encoder (an indented dump falls back to pure Python, which took most
     of the time of a 90,000-object plan)."""
-    return _layout(plan, "", 3) + "\n"
+    yield from _layout(plan, "", 3)
+    yield "\n"
 
 
-def _layout(value: Any, indent: str, depth: int) -> str:
+def _layout(value: Any, indent: str, depth: int) -> Iterator[str]:
     inner = indent + "  "
     if isinstance(value, Mapping) and value and depth > 0:
-        items = [f"{inner}{_ENCODE(str(k))}: {_layout(value[k], inner, depth - 1)}" for k in sorted(value)]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, (list, tuple)) and value and depth > 0:
-        return "[\n" + inner + (",\n" + inner).join(map(_ENCODE, value)) + "\n" + indent + "]"
-    return _ENCODE(value)
+        yield "{\n"
+        for i, key in enumerate(sorted(value)):
+            yield f",\n{inner}" if i else inner
+            yield f"{_ENCODE(str(key))}: "
+            yield from _layout(value[key], inner, depth - 1)
+        yield "\n" + indent + "}"
+    elif isinstance(value, (list, tuple)) and value and depth > 0:
+        yield "[\n"
+        for i, item in enumerate(value):
+            yield f",\n{inner}" if i else inner
+            yield _ENCODE(item)
+        yield "\n" + indent + "]"
+    else:
+        yield _ENCODE(value)
 
 
 class PlanFileError(ValueError):
