@@ -235,6 +235,14 @@ class MatrixBackend:
     def close(self) -> None:
         self.http.close()
 
+    def post_notice(self, room: str, text: str) -> None:
+        """Post `text` as a notice (escalation, SPEC §6) to `room`, an alias or a room ID the actor is in."""
+        room_id = self._resolve(room) if room.startswith("#") else room
+        if room_id is None:
+            raise PermanentError(f"post a notice to {room}: no such room")
+        self._call("PUT", f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/{uuid.uuid4().hex}",
+                   f"post a notice to {room}", body={"msgtype": "m.notice", "body": REDACTOR.redact(text)})
+
     # Observation -----------------------------------------------------------------------------------
 
     def _records_from(self, answer: Mapping[str, Any], what: str) -> dict[str, dict[str, Any]]:

@@ -49,9 +49,15 @@ ACTOR_TOKEN_FILE = "matrix-actor-token"
 REGISTRATION_TOKEN_FILE = "matrix-registration-token"
 RELAXED = {"per_second": 1000, "burst_count": 1000}
 RATE_LIMITS = (
-    "rc_message", "rc_registration", "rc_joins", "rc_invites", "rc_room_creation", "rc_3pid_validation",
+    "rc_message", "rc_registration", "rc_joins_per_room", "rc_room_creation", "rc_3pid_validation",
     "rc_admin_redaction", "rc_delayed_event_mgmt", "rc_presence", "rc_reports",
 )
+# Rate limits configured per kind of sender: each kind nested (a flat value would be ignored).
+NESTED_LIMITS = {
+    "rc_login": ("address", "account", "failed_attempts"),
+    "rc_joins": ("local", "remote"),
+    "rc_invites": ("per_room", "per_user", "per_issuer"),
+}
 
 
 class SynapseError(Exception):
@@ -217,7 +223,6 @@ class Synapse:
             "enable_registration": True,
             "registration_requires_token": True,
             "background_updates": {"sleep_enabled": False},
-            "rc_login": {"address": RELAXED, "account": RELAXED, "failed_attempts": RELAXED},
             "presence": {"enabled": False},
             "url_preview_enabled": False,
             "federation_domain_whitelist": [],
@@ -225,6 +230,7 @@ class Synapse:
             "bcrypt_rounds": 4,  # a local test server: logins in milliseconds, not a quarter second each
         })
         config.update(dict.fromkeys(RATE_LIMITS, RELAXED))
+        config.update({name: dict.fromkeys(kinds, RELAXED) for name, kinds in NESTED_LIMITS.items()})
         write_private(self.config_file, yaml.safe_dump(config, sort_keys=False))
         self._quiet_log()
         return True

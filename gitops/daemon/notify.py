@@ -2,14 +2,15 @@
 
 A resource failing for `after_failures` consecutive runs is Degraded (the status merge marks it); this
 module decides which messages to send: one per distinct failure of a resource, and one recovery message
-when it clears. Messages go through a small `Notifier` protocol; the Matrix notifier plugs in here.
+when it clears. Messages go through a small `Notifier` protocol: a Matrix room (`RoomNotifier`, through the
+Matrix backend) when a Matrix section is configured, else the log.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -146,6 +147,43 @@ class EscalationTracker:
         return True
 
 
+class RoomNotifier:
+    """Escalation messages as notices in a Matrix room, posted by the reconciler's actor through the Matrix
+    backend (`post_notice(room, text)`); a message that cannot be posted raises, and the tracker tries again
+    next run."""
+
+    def __init__(self, post: Callable[[str, str], None], room: str, close: Callable[[], None] | None = None) -> None:
+        self.post = post
+        self.room = room
+        self._close = close
+
+    def send(self, message: Message) -> None:
+        self.post(self.room, message.text())
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
 def notifier_from_settings(settings: Any) -> Notifier:
-    """The notifier the settings ask for. The Matrix notifier is not available yet: messages go to the log."""
-    return LogNotifier()
+    """The notifier the settings ask for: with a Matrix section, the admin's room (`notify.room`, else the
+    Manager DM `#hiclaw-manager-default:<server>`); otherwise, or when the Matrix backend cannot be built, the log."""
+    matrix = getattr(settings, "matrix", None)
+    if matrix is None or not getattr(matrix, "url", ""):
+        return LogNotifier()
+    from gitops.providers import registry
+    from gitops.providers.protocol import BackendContext
+
+    try:
+        backend = registry.create("matrix", BackendContext(
+            settings=matrix, instance=settings.runtime_or_default.instance,
+            log=logging.getLogger("hiclaw_gitops.backend.matrix")))
+    except Exception as exc:  # no Matrix backend here: escalation still reaches the log
+        log.warning("escalation goes to the log: the Matrix backend is not available (%s)",
+                    REDACTOR.redact(str(exc)))
+        return LogNotifier()
+    post = getattr(backend, "post_notice", None)
+    if not callable(post):
+        return LogNotifier()
+    room = settings.notify.room or f"#hiclaw-manager-default:{settings.server_name}"
+    return RoomNotifier(post, room, backend.close)
