@@ -68,8 +68,10 @@ def default_venv() -> Path:
     configured = os.environ.get(VENV_ENV)
     if configured:
         return Path(configured)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "hiclaw-gitops" / f"synapse-{SYNAPSE_VERSION}"
+    explicit = os.environ.get("HICLAW_GITOPS_CACHE_DIR")  # the product's cache folder (docs/settings.md)
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(explicit) if explicit else xdg / "hiclaw-gitops"
+    return cache / f"synapse-{SYNAPSE_VERSION}"
 
 
 def free_port() -> int:
