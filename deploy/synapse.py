@@ -258,7 +258,7 @@ class Synapse:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
-        self._process = process
+        _CHILDREN[process.pid] = process  # reaped by stop()/kill(), whichever launcher object calls them
         return process.pid
 
     def pid(self) -> int | None:
@@ -308,9 +308,7 @@ class Synapse:
             time.sleep(0.1)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-        process = getattr(self, "_process", None)
-        if process is not None:
-            process.wait(timeout=10)
+        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return f"{self.name}: stopped (pid {pid})"
 
@@ -319,9 +317,7 @@ class Synapse:
         pid = self.pid()
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
-            process = getattr(self, "_process", None)
-            if process is not None:
-                process.wait(timeout=10)
+            _reap(pid)
             while _alive(pid):
                 time.sleep(0.05)
 
@@ -413,6 +409,17 @@ class Synapse:
         """Stop the server and delete its data directory (tests)."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+# Servers started by this process, by pid: the demo starts one with one launcher object and stops it with
+# another, and a Popen dropped while its server runs would be reported as a leak.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap(pid: int) -> None:
+    process = _CHILDREN.pop(pid, None)
+    if process is not None:
+        process.wait(timeout=10)
 
 
 def _alive(pid: int) -> bool:
