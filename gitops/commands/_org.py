@@ -27,7 +27,7 @@ from gitops.orgfiles import RESERVED_NAMES, OrgFiles, not_org_documents
 from gitops.reports import rebased
 from gitops.settings.model import Settings
 from gitops.source.files import DirectorySource, FileSource
-from gitops.source.trees import CommitTreeSource
+from gitops.source.trees import CommitTreeSource, discover_repository
 
 
 class OrgUnavailable(Exception):
@@ -106,7 +106,7 @@ def _resolve(repo: pygit2.Repository, ref: str, fetch_branch: Callable[[str], ob
 def _discover(where: Path) -> pygit2.Repository | None:
     """The git repository holding `where`, if any (honours GIT_CEILING_DIRECTORIES, like git)."""
     try:
-        found = pygit2.discover_repository(str(where), False, os.environ.get("GIT_CEILING_DIRECTORIES", ""))
+        found = discover_repository(where, os.environ.get("GIT_CEILING_DIRECTORIES", ""))
         if found is None:
             return None
         repo = pygit2.Repository(found)

@@ -7,6 +7,7 @@ a path (`same_tree_outside`, to tell our own status commits from org changes).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import posixpath
 from collections.abc import Iterator, Sequence
@@ -194,6 +195,21 @@ class CommitTreeSource:
         return self._resolve(full.split("/")) is None
 
 
+def discover_repository(where: str | os.PathLike[str], ceiling: str = "") -> str | None:
+    """The git directory of the repository holding `where` (searching upwards, stopping at the `ceiling`
+    directories, `os.pathsep`-separated), or None.
+
+    pygit2 1.21's `discover_repository` returns None without taking a reference to it, so every call that
+    finds nothing lowers None's reference count by one; a long-lived process (the daemon, the fuzzer) would
+    eventually abort with "deallocating None". The missing reference is given back here (one more reference
+    to None is harmless should a later pygit2 fix this)."""
+    found = pygit2.discover_repository(str(where), False, ceiling)
+    if found is None:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(None))
+        return None
+    return str(found)
+
+
 def ref_source(directory: str | os.PathLike[str], ref: str) -> tuple[CommitTreeSource, str]:
     """The org at `ref` in the git repository containing `directory`, read from the commit tree.
 
@@ -202,7 +218,7 @@ def ref_source(directory: str | os.PathLike[str], ref: str) -> tuple[CommitTreeS
     Raises LookupError when there is no repository or the ref does not resolve.
     """
     where = Path(directory).resolve()
-    found = pygit2.discover_repository(str(where))
+    found = discover_repository(where)
     if found is None:
         raise LookupError(f"{where} is not inside a git repository")
     repo = pygit2.Repository(found)
