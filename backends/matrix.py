@@ -37,8 +37,9 @@ membership — missing members invited, agents joined with their own token, anyo
 excepted). A `createRoom` that failed after claiming the alias leaves a half-built room: it is found by alias
 and repaired, never duplicated. Nothing is written that already holds.
 
-**Deletion.** An account: an agent leaves every room it is in and its sessions are logged out; the account is
-deactivated only with `matrix.deactivate_removed: true`; our record is marked removed. A room is *closed*:
+**Deletion.** An account: an agent leaves every room it is in and its sessions are logged out (by a server-admin
+actor when its credentials are gone); the account is deactivated only with `matrix.deactivate_removed: true`
+(the admin API when its password is gone); our record is marked removed or deactivated. A room is *closed*:
 every member but the actor removed, its name marked "(closed)", its alias released, our marker marked closed.
 """
 

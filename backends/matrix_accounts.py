@@ -5,7 +5,8 @@ crash in between still knows it is ours). Registration uses the registration-tok
 shared-secret admin registration with `matrix.registration: shared_secret`. An agent's access token is an
 output: kept while `whoami` accepts it, otherwise issued again by a login with a fixed device id. A human's
 password is their initial password; our session ends after registration. A removed account leaves its rooms
-(agents), is logged out, and is deactivated only with `matrix.deactivate_removed: true`.
+(agents) and is logged out — with its own credentials, else by a server-admin actor — and is deactivated only
+with `matrix.deactivate_removed: true` (through the client API with its password, else the admin API).
 """
 
 from __future__ import annotations
@@ -210,18 +211,33 @@ class Accounts:
                 s.call("POST", f"{CLIENT}/rooms/{q(str(room_id))}/leave", f"{user_id} leaves {room_id}",
                        token=token, body={})
         deactivate = bool(s.settings.deactivate_removed)
-        if token:
-            if deactivate and password:
-                s.call("POST", f"{CLIENT}/account/deactivate", f"deactivate {user_id}", token=token, body={
-                    "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id},
-                             "password": password}, "erase": False})
-            else:
-                s.call("POST", f"{CLIENT}/logout/all", f"log out every session of {user_id}", token=token)
-        elif deactivate and s.is_admin():
+        if token and deactivate and password:
+            s.call("POST", f"{CLIENT}/account/deactivate", f"deactivate {user_id}", token=token, body={
+                "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id},
+                         "password": password}, "erase": False})
+        elif token:
+            s.call("POST", f"{CLIENT}/logout/all", f"log out every session of {user_id}", token=token)
+        elif not deactivate and s.is_admin():
+            self._end_sessions(user_id)
+        if deactivate and not (token and password):
+            # The client API asks for the password to deactivate; without it only a server admin can.
+            if not s.is_admin():
+                missing = "its password is not in the secret store" if token else "no working credentials"
+                raise PermanentError(f"{obj.key}: cannot deactivate {user_id}: {missing} and the actor is not a "
+                                     "server admin")
             s.call("POST", f"{ADMIN}/v1/deactivate/{q(user_id)}", f"deactivate {user_id} (admin API)",
                    body={"erase": False})
-        elif deactivate:
-            raise PermanentError(f"{obj.key}: cannot deactivate {user_id}: no working credentials and the actor "
-                                 "is not a server admin")
         s.put_record(lp, {**record, "deactivated" if deactivate else "removed": True})
         return Outcome.DELETED
+
+    def _end_sessions(self, user_id: str) -> None:
+        """Log out every session of `user_id` as a server admin (its own credentials are not at hand)."""
+        s = self.s
+        what = f"sessions of {user_id} (admin API)"
+        answer = s.call("GET", f"{ADMIN}/v2/users/{q(user_id)}/devices", f"list the {what}")
+        devices = answer.get("devices")
+        if not isinstance(devices, list):
+            raise UnexpectedAnswer(f"list the {what}: `devices` is {shape(devices)}, not a list")
+        ids = [d["device_id"] for d in devices if isinstance(d, Mapping) and isinstance(d.get("device_id"), str)]
+        if ids:
+            s.call("POST", f"{ADMIN}/v2/users/{q(user_id)}/delete_devices", f"end the {what}", body={"devices": ids})
