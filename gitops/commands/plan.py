@@ -42,8 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops.gcpause import paused_gc
+
     settings = load_settings(args)
-    return with_org(args, settings, lambda org: _plan(args, settings, org))
+    # One process, one plan: the data it builds (org, desired state, baseline, the plan and its JSON) is acyclic
+    # and alive to the end, so automatic collections would only walk it again and again (docs/performance.md).
+    with paused_gc():
+        return with_org(args, settings, lambda org: _plan(args, settings, org))
 
 
 def base_source(base: str, org: OrgSource) -> tuple[FileSource, str, str]:
