@@ -755,7 +755,8 @@ class ProducerConsumerSuite(SuiteFixtures):
         new = secret_store.peek(token)
         assert new and new != old, "the output was not issued again"
         written = json.dumps(_plain(harness.written(consumer)))
-        assert new in written and old not in written, "the consumer was not rewritten with the new value"
+        rewritten = new in written and old not in written  # a bool: a failing assertion must not print a secret
+        assert rewritten, "the consumer was not rewritten with the new value"
         with_new = consumer.with_consumed(consumed_digest(secret_refs(consumer.spec), secret_store.peek))
         assert state.inventory()[consumer.key].hash == with_new.hash != with_old.hash
         assert observed(backend, consumer) is not None
