@@ -10,8 +10,10 @@
 | `agents/<rt>/skills.json`            | `skills` or `remoteSkills`                            |
 | `teams/<team-rt>/shared/.keep`, `shared/knowledge/.keep`, `shared/tasks/.keep` | always        |
 
-With `storage.admin_api`: user `<rt>` with policy `worker-<rt>` — list on `agents/<rt>`, `shared` (+ `teams/<team-rt>`
-for team members, + `manager` for the Manager), read/write/delete on their objects and nothing else.
+With an identity API (`storage.identity`: `aws-iam` or `minio-admin`): user `<rt>` carrying its policy `worker-<rt>`
+— list on `agents/<rt>/`, `shared/` (+ `teams/<team-rt>/` for team members, + `manager/` for the Manager),
+read/write/delete on their objects and nothing else. Every prefix ends with a slash: `agents/fe` would also
+match `agents/fe-dev/…`. The user and its policy are one object: an inline policy lives and dies with its user.
 """
 
 from __future__ import annotations
@@ -228,17 +230,18 @@ def _bucket_key(settings: Settings) -> str:
 
 
 def storage_users(settings: Settings) -> bool:
-    """Per-agent users and policies need an identity API (MinIO's admin API); plain S3 has none."""
-    return settings.storage is not None and settings.storage.admin_api
+    """Per-agent users and policies need an identity API (AWS IAM or MinIO's admin API); plain S3 has none."""
+    return settings.storage is not None and bool(settings.storage.identity_api)
 
 
 def agent_prefixes(agent: Agent, teams: Mapping[str, str]) -> list[str]:
-    """The prefixes an agent may use: its own, the shared one, its team's, and the Manager's own area."""
-    prefixes = [agent_prefix(agent), "shared"]
+    """The prefixes an agent may use, each ending with a slash: its own, the shared one, its team's, and the
+    Manager's own area."""
+    prefixes = [agent_prefix(agent) + "/", "shared/"]
     if agent.team is not None and agent.team in teams:
-        prefixes.append(f"teams/{teams[agent.team]}")
+        prefixes.append(f"teams/{teams[agent.team]}/")
     if agent.role is Role.MANAGER:
-        prefixes.append("manager")
+        prefixes.append("manager/")
     return prefixes
 
 
@@ -248,12 +251,12 @@ def policy_statements(bucket: str, prefixes: Sequence[str]) -> list[dict[str, An
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [f"arn:aws:s3:::{bucket}"],
-            "Condition": {"StringLike": {"s3:prefix": [p for prefix in prefixes for p in (prefix, f"{prefix}/*")]}},
+            "Condition": {"StringLike": {"s3:prefix": [p for prefix in prefixes for p in (prefix, f"{prefix}*")]}},
         },
         {
             "Effect": "Allow",
             "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-            "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*" for prefix in prefixes],
+            "Resource": [f"arn:aws:s3:::{bucket}/{prefix}*" for prefix in prefixes],
         },
     ]
 
@@ -266,8 +269,5 @@ def storage_identity(agent: Agent, bucket: str, teams: Mapping[str, str]) -> lis
     rt = agent.runtime_name
     policy = f"worker-{rt}"
     statements = policy_statements(bucket, agent_prefixes(agent, teams))
-    user = {"access_key": rt, "secret_key": storage_secret(agent), "policy": policy}
-    return [
-        managed(Provider.STORAGE, "policy", policy, {"statements": statements}, agent.owner),
-        managed(Provider.STORAGE, "user", rt, user, agent.owner, [make_key(Provider.STORAGE, "policy", policy)]),
-    ]
+    user = {"access_key": rt, "secret_key": storage_secret(agent), "policy": policy, "statements": statements}
+    return [managed(Provider.STORAGE, "user", rt, user, agent.owner)]

@@ -123,8 +123,14 @@ class StorageSettings:
     access_key_file: str = ""
     secret_key_env: str = ""
     secret_key_file: str = ""
-    admin_api: bool = False
+    admin_api: bool = False  # legacy spelling of identity: minio-admin
+    identity: str = ""  # "" (no per-agent users), "aws-iam" or "minio-admin"
     concurrency: int = 8
+
+    @property
+    def identity_api(self) -> str:
+        """The identity API for per-agent users and policies, "" when there is none."""
+        return self.identity or ("minio-admin" if self.admin_api else "")
 
     @property
     def agents_endpoint(self) -> str:

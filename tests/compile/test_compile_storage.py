@@ -140,22 +140,27 @@ def test_storage_users_only_with_the_admin_api() -> None:
     assert not keys(compiled(worker("alice")), "storage/user/")
     assert not keys(compiled(worker("alice")), "storage/policy/")
     state = compiled(worker("alice"), settings=ADMIN_API)
-    assert spec(state, "storage/user/alice") == {
+    user = spec(state, "storage/user/alice")
+    assert {k: v for k, v in user.items() if k != "statements"} == {
         "access_key": "alice",
         "secret_key": "secret://storage/alice/secret-key",
         "policy": "worker-alice",
     }
-    assert state.objects["storage/user/alice"].depends_on == ("storage/policy/worker-alice",)
+    assert state.objects["storage/user/alice"].depends_on == ()
+    # Either identity API turns them on.
+    for kind in ("aws-iam", "minio-admin"):
+        assert keys(compiled(worker("alice"), settings=replace(ALL, storage=StorageSettings(identity=kind))),
+                    "storage/user/")
 
 
 def test_standalone_worker_policy_is_least_privilege() -> None:
-    statements = spec(compiled(worker("alice"), settings=ADMIN_API), "storage/policy/worker-alice")["statements"]
+    statements = spec(compiled(worker("alice"), settings=ADMIN_API), "storage/user/alice")["statements"]
     assert statements == [
         {
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [BUCKET],
-            "Condition": {"StringLike": {"s3:prefix": ["agents/alice", "agents/alice/*", "shared", "shared/*"]}},
+            "Condition": {"StringLike": {"s3:prefix": ["agents/alice/", "agents/alice/*", "shared/", "shared/*"]}},
         },
         {
             "Effect": "Allow",
@@ -168,20 +173,20 @@ def test_standalone_worker_policy_is_least_privilege() -> None:
 def test_team_members_also_get_their_team_prefix() -> None:
     state = compiled(team("web", teamName="web-rt"), settings=ADMIN_API)
     for rt in ("lead", "dev"):
-        listing, objects = spec(state, f"storage/policy/worker-{rt}")["statements"]
-        assert listing["Condition"]["StringLike"]["s3:prefix"][-2:] == ["teams/web-rt", "teams/web-rt/*"]
+        listing, objects = spec(state, f"storage/user/{rt}")["statements"]
+        assert listing["Condition"]["StringLike"]["s3:prefix"][-2:] == ["teams/web-rt/", "teams/web-rt/*"]
         assert objects["Resource"][-1] == f"{BUCKET}/teams/web-rt/*"
 
 
 def test_manager_also_gets_the_manager_prefix() -> None:
     state = compiled(manager(), settings=ADMIN_API)
-    listing, objects = spec(state, "storage/policy/worker-manager")["statements"]
+    listing, objects = spec(state, "storage/user/manager")["statements"]
     assert listing["Condition"]["StringLike"]["s3:prefix"] == [
-        "agents/manager",
+        "agents/manager/",
         "agents/manager/*",
-        "shared",
+        "shared/",
         "shared/*",
-        "manager",
+        "manager/",
         "manager/*",
     ]
     assert objects["Resource"] == [f"{BUCKET}/agents/manager/*", f"{BUCKET}/shared/*", f"{BUCKET}/manager/*"]
@@ -189,8 +194,17 @@ def test_manager_also_gets_the_manager_prefix() -> None:
 
 def test_a_team_member_policy_never_reaches_another_team() -> None:
     state = compiled(team("web"), team("data", leader="dlead", workers=("etl",)), settings=ADMIN_API)
-    text = json.dumps(spec(state, "storage/policy/worker-etl"))
+    text = json.dumps(spec(state, "storage/user/etl")["statements"])
     assert "teams/web" not in text and "agents/dev" not in text
+
+
+def test_no_listing_prefix_lacks_its_slash() -> None:
+    """`agents/fe` as a list prefix would let agent fe list the key names of `agents/fe-dev/…`."""
+    state = compiled(worker("fe"), worker("fe-dev"), settings=ADMIN_API)
+    for rt in ("fe", "fe-dev"):
+        listing, objects = spec(state, f"storage/user/{rt}")["statements"]
+        assert all(p.endswith(("/", "/*")) for p in listing["Condition"]["StringLike"]["s3:prefix"])
+        assert all(r.endswith("/*") for r in objects["Resource"])
 
 
 def test_agents_get_the_agent_facing_endpoints_not_the_reconcilers() -> None:
