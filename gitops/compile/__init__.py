@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from gitops.compile.access import AccessReport
 from gitops.compile.cache import CompileCache
-from gitops.compile.gateway import grant_objects
+from gitops.compile.gateway import grant_objects, unserved
 from gitops.compile.humans import EMPTY, Reach, reach
 from gitops.compile.identities import Chart, account_keys, human_users
 from gitops.compile.storage import shared_storage, storage_users
@@ -100,9 +100,11 @@ def _assemble(chart: Chart, settings: Settings, results: list[UnitResult]) -> De
         objects += shared_storage(settings)
         objects += [o for r in results for o in r.keeps] + [o for r in results for o in r.files]
         objects += [o for r in results for o in r.identities]
+    warnings: tuple[str, ...] = ()
     if settings.gateway is not None:
         objects += [o for r in results for o in r.gateway]
         objects += grant_objects((c for r in results for c in r.consumers), settings.gateway)
+        warnings = unserved((c for r in results for c in r.consumers), settings.gateway)
     if Provider.RUNTIME in enabled:
         objects += [o for r in results for o in r.containers]
     rooms = [room for r in results for room in r.members]
@@ -117,7 +119,7 @@ def _assemble(chart: Chart, settings: Settings, results: list[UnitResult]) -> De
         manager=ids.manager_id or "",
         domain=ids.domain,
     )
-    return DesiredState.of(objects, enabled, access=access, notes=notes(settings))
+    return DesiredState.of(objects, enabled, access=access, notes=notes(settings) + warnings)
 
 
 def notes(settings: Settings) -> tuple[str, ...]:

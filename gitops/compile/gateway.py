@@ -1,28 +1,46 @@
-"""Gateway (SPEC §3.5): a key-auth consumer per agent, AI-route grants by model, MCP grants, exposed ports.
+"""Gateway (SPEC §3.5): a key-auth consumer per agent, one grant per agent per AI route and MCP server, exposed ports.
 
-| Object                                      | Spec                                                            |
-|---------------------------------------------|-----------------------------------------------------------------|
-| `consumer/worker-<rt>` (Manager: `manager`) | key-auth, source BEARER, key from the secret store              |
-| `ai-route/<route>` (every configured route) | allowed_consumers: consumers whose model the route serves       |
-| `mcp-server/<server>`                       | consumers with an `mcpServers` URL `<gateway>/mcp-servers/<server>/…` |
-| `domain`, `service-source`, `route`         | per `expose` port, named `worker-<name>-<port>` (CR / member name) |
+| Object                                          | Spec                                                        |
+|-------------------------------------------------|-------------------------------------------------------------|
+| `consumer/worker-<rt>` (Manager: `manager`)     | key-auth, source BEARER, key from the secret store          |
+| `ai-route-grant/<route>:<consumer>`             | the consumer on a route serving its `model` (shared record) |
+| `mcp-grant/<server>:<consumer>`                 | the consumer on a server its `mcpServers` URL names (shared) |
+| `domain`, `service-source`, `route`             | per `expose` port, named `worker-<name>-<port>` (CR / member name) |
 
-External MCP URLs (any other host) are left alone.
+A grant is owned by its agent and is one *entry* of a shared record (`shares`: `gateway/ai-route/<route>` or
+`gateway/mcp-server/<server>`): applying it adds or removes only that consumer, so others' grants on the same
+route survive, and a model change is one grant deleted and another created. External MCP URLs (any other
+host) are left alone. An agent whose model no configured route serves gets no route grant and a warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from gitops.compile.identities import agent_model, consumer_name, gateway_key, managed
 from gitops.objects import ManagedObject, Provider, make_key
-from gitops.org import Agent
+from gitops.org import Agent, Resource
 from gitops.settings.model import GatewaySettings
+
+AI_GRANT = "ai-route-grant"
+MCP_GRANT = "mcp-grant"
 
 
 def consumer_key(agent: Agent) -> str:
     return make_key(Provider.GATEWAY, "consumer", consumer_name(agent))
+
+
+def grant_name(record: str, consumer: str) -> str:
+    """`<route or server>:<consumer>` — the colon appears in neither a Higress route nor a consumer name."""
+    return f"{record}:{consumer}"
+
+
+def route_grant_keys(agent: Agent, gateway: GatewaySettings) -> list[str]:
+    """The keys of the agent's AI-route grants: what its container waits for (it never starts unauthorised)."""
+    model, consumer = agent_model(agent), consumer_name(agent)
+    return [make_key(Provider.GATEWAY, AI_GRANT, grant_name(r.name, consumer)) for r in gateway.routes
+            if r.serves(model)]
 
 
 def gateway_mcp_server(url: str, gateway: GatewaySettings) -> str | None:
@@ -39,7 +57,8 @@ def gateway_mcp_server(url: str, gateway: GatewaySettings) -> str | None:
     return None
 
 
-Consumer = tuple[str, str, tuple[str, ...]]  # consumer name, model, gateway MCP servers it names
+# consumer name, model, gateway MCP servers it names, the org resource owning the agent
+Consumer = tuple[str, str, tuple[str, ...], Resource]
 
 
 def consumer_objects(agent: Agent) -> list[ManagedObject]:
@@ -53,31 +72,37 @@ def consumer_objects(agent: Agent) -> list[ManagedObject]:
 def consumer_of(agent: Agent, gateway: GatewaySettings) -> Consumer:
     """What the route and MCP grants need to know of an agent."""
     servers = (gateway_mcp_server(str(s.get("url", "")), gateway) for s in agent.spec.get("mcpServers") or [])
-    return consumer_name(agent), agent_model(agent), tuple(s for s in servers if s)
+    return consumer_name(agent), agent_model(agent), tuple(sorted({s for s in servers if s})), agent.owner
 
 
 def grant_objects(consumers: Iterable[Consumer], gateway: GatewaySettings) -> list[ManagedObject]:
-    """Every AI route with the consumers whose model it serves, every gateway MCP server with its consumers."""
+    """Per consumer: a grant on every AI route serving its model, and on every gateway MCP server it names."""
     out: list[ManagedObject] = []
-    by_model: dict[str, list[str]] = {}
-    by_server: dict[str, list[str]] = {}
-    for name, model, servers in consumers:
-        by_model.setdefault(model, []).append(name)
+    for name, model, servers, owner in consumers:
+        for route in gateway.routes:
+            if route.serves(model):
+                out.append(_grant(AI_GRANT, "ai-route", route.name, name, {"route": route.name}, owner))
         for server in servers:
-            by_server.setdefault(server, []).append(name)
-    for route in gateway.routes:
-        allowed = sorted({c for model, names in by_model.items() if route.serves(model) for c in names})
-        out.append(_grant("ai-route", route.name, {"allowed_consumers": allowed}, allowed))
-    for server, names in sorted(by_server.items()):
-        consumers_of = sorted(set(names))
-        out.append(_grant("mcp-server", server, {"consumers": consumers_of}, consumers_of))
+            out.append(_grant(MCP_GRANT, "mcp-server", server, name, {"server": server}, owner))
     return out
 
 
-def _grant(type_: str, name: str, spec: Mapping[str, object], consumers: Iterable[str]) -> ManagedObject:
-    needs = [make_key(Provider.GATEWAY, "consumer", c) for c in consumers]
-    return managed(Provider.GATEWAY, type_, name, spec, None, needs)
+def unserved(consumers: Iterable[Consumer], gateway: GatewaySettings) -> tuple[str, ...]:
+    """A warning per consumer whose model no configured route serves (it is granted no AI route)."""
+    return tuple(
+        f"gateway: {name} ({owner.ref}) uses model `{model}`, which no route in gateway.routes serves: "
+        "it is granted no AI route"
+        for name, model, _, owner in consumers
+        if not any(r.serves(model) for r in gateway.routes)
+    )
 
+
+def _grant(type_: str, record_type: str, record: str, consumer: str, spec: dict[str, str],
+           owner: Resource) -> ManagedObject:
+    needs = [make_key(Provider.GATEWAY, "consumer", consumer)]
+    obj = managed(Provider.GATEWAY, type_, grant_name(record, consumer), {**spec, "consumer": consumer}, owner, needs)
+    return ManagedObject(obj.provider, obj.type, obj.name, obj.spec, obj.owner, obj.depends_on, obj.prune,
+                         shares=make_key(Provider.GATEWAY, record_type, record), hash=obj.hash, plain=obj.plain)
 
 def expose_objects(agent: Agent) -> list[ManagedObject]:
     """Per exposed port: a domain, a DNS service source `<name>.local`, and a route joining them."""

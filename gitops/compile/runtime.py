@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gitops.compile.gateway import consumer_key
+from gitops.compile.gateway import consumer_key, route_grant_keys
 from gitops.compile.identities import (
     Chart,
     Identities,
@@ -56,8 +56,8 @@ def agent_container(
         needs += [make_key(Provider.STORAGE, "object", key) for key in files]
     if storage_users(settings):
         needs.append(storage_user_key(agent))
-    if Provider.GATEWAY in enabled:
-        needs.append(consumer_key(agent))
+    if Provider.GATEWAY in enabled:  # never started before its route grant exists (upstream #444)
+        needs += [consumer_key(agent), *route_grant_keys(agent, settings.gateway_or_default)]
     return container_object(chart, agent, config_hash(files), settings, needs)
 
 

@@ -90,10 +90,10 @@ def test_allow_lists_match_the_readme(agent: str) -> None:
 def test_object_counts() -> None:
     counts = Counter("/".join(k.split("/")[:2]) for k in STATE.objects)
     assert counts == {
-        "gateway/ai-route": 1,
+        "gateway/ai-route-grant": 12,
         "gateway/consumer": 12,
         "gateway/domain": 2,
-        "gateway/mcp-server": 1,
+        "gateway/mcp-grant": 3,
         "gateway/route": 2,
         "gateway/service-source": 2,
         "matrix/room": 16,

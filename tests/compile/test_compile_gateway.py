@@ -24,39 +24,57 @@ def test_a_key_auth_consumer_per_agent() -> None:
     assert state.objects["gateway/consumer/worker-dev"].owner == "Team/web"
 
 
-def test_default_route_serves_every_consumer() -> None:
+def test_default_route_grants_every_consumer_one_entry_each() -> None:
     state = compiled(manager(), worker("alice"))
-    assert spec(state, "gateway/ai-route/default-ai-route") == {"allowed_consumers": ["manager", "worker-alice"]}
-    assert state.objects["gateway/ai-route/default-ai-route"].depends_on == (
-        "gateway/consumer/manager",
-        "gateway/consumer/worker-alice",
-    )
+    assert keys(state, "gateway/ai-route-grant/") == {"default-ai-route:manager", "default-ai-route:worker-alice"}
+    grant = state.objects["gateway/ai-route-grant/default-ai-route:worker-alice"]
+    assert grant.spec == {"route": "default-ai-route", "consumer": "worker-alice"}
+    assert grant.shares == "gateway/ai-route/default-ai-route"
+    assert grant.owner == "Worker/alice"
+    assert grant.depends_on == ("gateway/consumer/worker-alice",)
 
 
 def test_consumers_are_granted_exactly_the_routes_serving_their_model() -> None:
     state = compiled(
         worker("alice", model="qwen3.6-plus"), worker("bob", model="claude-sonnet-4-6"), settings=TWO_ROUTES
     )
-    assert spec(state, "gateway/ai-route/qwen") == {"allowed_consumers": ["worker-alice"]}
-    assert spec(state, "gateway/ai-route/claude") == {"allowed_consumers": ["worker-bob"]}
+    assert keys(state, "gateway/ai-route-grant/") == {"qwen:worker-alice", "claude:worker-bob"}
+    assert not state.notes or not any("no route" in n for n in state.notes)
 
 
 def test_changing_the_model_moves_the_grant() -> None:
-    state = compiled(
-        worker("alice", model="claude-sonnet-4-6"), worker("bob", model="claude-sonnet-4-6"), settings=TWO_ROUTES
-    )
-    assert spec(state, "gateway/ai-route/qwen") == {"allowed_consumers": []}
-    assert spec(state, "gateway/ai-route/claude") == {"allowed_consumers": ["worker-alice", "worker-bob"]}
+    before = compiled(worker("alice", model="qwen3.6-plus"), settings=TWO_ROUTES)
+    after = compiled(worker("alice", model="claude-sonnet-4-6"), settings=TWO_ROUTES)
+    assert keys(before, "gateway/ai-route-grant/") == {"qwen:worker-alice"}
+    assert keys(after, "gateway/ai-route-grant/") == {"claude:worker-alice"}
+    # The container waits for the grant of its own model's route.
+    assert "gateway/ai-route-grant/claude:worker-alice" in after.objects[
+        "runtime/container/hiclaw-worker-alice"].depends_on
+
+
+def test_a_model_no_route_serves_is_a_warning_and_no_grant() -> None:
+    state = compiled(worker("alice", model="gpt-5"), settings=TWO_ROUTES)
+    assert not keys(state, "gateway/ai-route-grant/")
+    warnings = [n for n in state.notes if "worker-alice" in n]
+    assert len(warnings) == 1 and "gpt-5" in warnings[0] and "Worker/alice" in warnings[0]
 
 
 def test_gateway_mcp_urls_grant_the_consumer_on_the_server() -> None:
     state = compiled(
         manager(mcpServers=[GITHUB]),
-        worker("alice", mcpServers=[GITHUB]),
+        worker("alice", mcpServers=[GITHUB, GITHUB]),
         team("web", workers=(member("dev", mcpServers=[GITHUB]),)),
     )
-    assert spec(state, "gateway/mcp-server/github") == {"consumers": ["manager", "worker-alice", "worker-dev"]}
-    assert state.objects["gateway/mcp-server/github"].owner == "org"
+    assert keys(state, "gateway/mcp-grant/") == {"github:manager", "github:worker-alice", "github:worker-dev"}
+    grant = state.objects["gateway/mcp-grant/github:worker-dev"]
+    assert grant.spec == {"server": "github", "consumer": "worker-dev"}
+    assert grant.shares == "gateway/mcp-server/github"
+    assert grant.owner == "Team/web"
+
+
+def test_removing_an_mcp_entry_removes_its_grant_only() -> None:
+    state = compiled(worker("alice", mcpServers=[]), worker("bob", mcpServers=[GITHUB]))
+    assert keys(state, "gateway/mcp-grant/") == {"github:worker-bob"}
 
 
 def test_external_mcp_urls_are_left_alone() -> None:
@@ -64,7 +82,7 @@ def test_external_mcp_urls_are_left_alone() -> None:
         {"name": "desk", "url": "https://mcp.example.com/mcp-servers/desk/mcp"},  # other host
         {"name": "odd", "url": "http://aigw-local.hiclaw.io:8080/other/odd"},  # gateway host, not an MCP path
     ]
-    assert not keys(compiled(worker("alice", mcpServers=servers)), "gateway/mcp-server/")
+    assert not keys(compiled(worker("alice", mcpServers=servers)), "gateway/mcp-grant/")
 
 
 def test_expose_creates_domain_service_source_and_route_per_port() -> None:

@@ -50,7 +50,7 @@ def test_owners_are_org_resources_or_org() -> None:
     state = compiled(*ACME)
     owners = {o.owner for o in state.objects.values()}
     assert owners == {"Manager/default", "Worker/alice", "Team/web", "Human/olivia", "org"}
-    assert state.objects["gateway/ai-route/default-ai-route"].owner == "org"
+    assert state.objects["gateway/ai-route-grant/default-ai-route:worker-alice"].owner == "Worker/alice"
     assert state.objects["storage/bucket/hiclaw-storage"].owner == "org"
     assert state.objects["runtime/container/hiclaw-worker-dev"].owner == "Team/web"
 

@@ -129,9 +129,10 @@ def test_container_managed_false_means_no_container() -> None:
     assert "matrix/user/alice" in state.objects
 
 
-def test_container_depends_on_account_files_storage_user_and_consumer() -> None:
+def test_container_depends_on_account_files_storage_user_consumer_and_route_grant() -> None:
     state = compiled(worker("alice", soul="x"), settings=ADMIN_API)
     assert state.objects["runtime/container/hiclaw-worker-alice"].depends_on == (
+        "gateway/ai-route-grant/default-ai-route:worker-alice",
         "gateway/consumer/worker-alice",
         "matrix/user/alice",
         "storage/object/agents/alice/SOUL.md",
