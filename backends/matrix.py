@@ -48,9 +48,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backends.matrix_accounts import Accounts
-from backends.matrix_http import CLIENT, DEFAULT_TIMEOUT, MatrixHTTP
-from backends.matrix_rooms import Rooms
 from backends.matrix_session import ROOM, USER, Session, sync_filter
 from gitops.objects import ManagedObject, Provider
 from gitops.providers.protocol import (
@@ -82,6 +79,11 @@ class MatrixBackend:
     }
 
     def __init__(self, ctx: BackendContext | MatrixSettings | None = None, client: Any = None) -> None:
+        # Imported here, not at the top: reading the class's traits (every plan does) must not import httpx.
+        from backends.matrix_accounts import Accounts
+        from backends.matrix_http import DEFAULT_TIMEOUT, MatrixHTTP
+        from backends.matrix_rooms import Rooms
+
         settings = ctx.settings if isinstance(ctx, BackendContext) else ctx
         self.settings = settings if isinstance(settings, MatrixSettings) else MatrixSettings()
         self.ctx = ctx if isinstance(ctx, BackendContext) else BackendContext(settings=self.settings)
@@ -101,6 +103,8 @@ class MatrixBackend:
         wanted = {t for t in self.types if t in scope.names or not scope.exact}
         if not wanted:
             return {}
+        from backends.matrix_http import CLIENT
+
         answer = self.session.call("GET", f"{CLIENT}/sync", "sync (observe)", params={
             "filter": sync_filter(), "full_state": "true", "timeout": "0", "set_presence": "offline"})
         records = self.session.records_from(answer, "sync (observe)")

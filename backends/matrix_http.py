@@ -18,10 +18,11 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from gitops.providers.errors import (
     PermanentError,
@@ -146,6 +147,8 @@ class MatrixHTTP:
                 with self._lock:
                     self.retried += 1
             self._count(method, path, read_only)
+            import httpx  # here, not at the top: reading the backend's traits must not import it
+
             try:
                 response = self.client.request(method, self.base + path, headers=headers, json=body, params=params)
             except httpx.HTTPError as exc:
