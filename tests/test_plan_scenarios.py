@@ -99,6 +99,7 @@ def test_add_a_worker_to_a_team(tmp_path: Path) -> None:
         "matrix/room/hiclaw-worker-fe-perf",
         "gateway/consumer/worker-fe-perf",
         "storage/object/agents/fe-perf/openclaw.json",
+        "storage/area/agents/fe-perf",
         "runtime/container/hiclaw-worker-fe-perf",
     }
     # peers and the leader get new allow-lists: config updates (restart), never re-creation

@@ -10,6 +10,8 @@
 | `agents/<rt>/skills.json`            | `skills` or `remoteSkills`                            |
 | `teams/<team-rt>/shared/.keep`, `shared/knowledge/.keep`, `shared/tasks/.keep` | always        |
 
+Each agent's area `agents/<rt>/` is one more object (`storage/area/agents/<rt>`): deleting it archives it.
+
 With an identity API (`storage.identity`: `aws-iam` or `minio-admin`): user `<rt>` carrying its policy `worker-<rt>`
 — list on `agents/<rt>/`, `shared/` (+ `teams/<team-rt>/` for team members, + `manager/` for the Manager),
 read/write/delete on their objects and nothing else. Every prefix ends with a slash: `agents/fe` would also
@@ -219,10 +221,20 @@ def file_objects(agent: Agent, files: Mapping[str, Stored], settings: Settings) 
     needs = [_bucket_key(settings)]
     if Provider.MATRIX in settings.providers:
         needs.append(make_key(Provider.MATRIX, "user", agent.runtime_name))
-    return [
+    objects = [
         managed(Provider.STORAGE, "object", key, f.spec, agent.owner, needs, f.hash, f.plain)
         for key, f in files.items()
     ]
+    return [*objects, area_object(agent, [o.key for o in objects], settings)]
+
+
+def area_object(agent: Agent, files: Sequence[str], settings: Settings) -> ManagedObject:
+    """The agent's whole area `agents/<rt>/` (its files and whatever it wrote itself): deleting it archives it to
+    `archive/<timestamp>/agents/<rt>/` — or, with `prune.purge_storage`, removes it. It depends on the files, so
+    it is deleted before them and the archive holds them too."""
+    prefix = agent_prefix(agent)
+    spec = {"bucket": settings.bucket, "prefix": prefix + "/", "purge": settings.prune.purge_storage}
+    return managed(Provider.STORAGE, "area", prefix, spec, agent.owner, files)
 
 
 def _bucket_key(settings: Settings) -> str:

@@ -99,6 +99,7 @@ def test_object_counts() -> None:
         "matrix/room": 16,
         "matrix/user": 17,
         "runtime/container": 12,
+        "storage/area": 12,
         "storage/bucket": 1,
         "storage/object": 43,
     }
