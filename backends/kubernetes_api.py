@@ -93,6 +93,7 @@ def classify(exc: BaseException, doing: str, secrets: Iterable[str] = ()) -> Tra
 def load_client(config_file: str = "", context: str = "") -> Any:
     """An `ApiClient` of its own (never the module-wide default): in-cluster when the pod's service account is
     mounted, else the kubeconfig (`config_file`, else KUBECONFIG, else ~/.kube/config)."""
+    import urllib3.util
     from kubernetes import client, config
 
     cfg = client.Configuration()
@@ -103,7 +104,10 @@ def load_client(config_file: str = "", context: str = "") -> Any:
         path = config_file or os.environ.get("KUBECONFIG", "") or os.path.expanduser("~/.kube/config")
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context or None, client_configuration=cfg)
-    cfg.retries = 1  # our executor retries with backoff; the client should not hide failures behind its own
+    # One reconnect, nothing else: the executor retries with backoff and honours Retry-After itself, and a
+    # client that sleeps on a 429 inside a call hides the failure from it.
+    cfg.retries = urllib3.util.Retry(total=1, connect=1, read=0, status=0, redirect=0,
+                                     respect_retry_after_header=False)
     return client.ApiClient(cfg)
 
 
