@@ -236,7 +236,8 @@ class StorageBackend:
             policy = f"worker-{rt}"
             statements = ident.policy(rt, policy)
             keys = ident.keys(rt)
-            spec: dict[str, Any] = {"access_key": rt if rt in keys else ""}
+            access = rt.replace("-", "X")  # as compiled (gitops.compile.storage.storage_access_key)
+            spec: dict[str, Any] = {"access_key": access if access in keys else ""}
             if statements is not None:
                 spec.update(policy=policy, statements=statements)
             out[f"storage/user/{rt}"] = Observed(f"storage/user/{rt}", spec)
@@ -382,5 +383,7 @@ class StorageBackend:
 
     def close(self) -> None:
         ident = self._identity
-        if ident is not None and hasattr(ident, "http"):
-            ident.http.close()
+        if ident is not None and hasattr(ident, "close"):
+            ident.close()
+        if self._s3 is not None:
+            self._s3._http.clear()  # the SDK's urllib3 pool: its sockets, now rather than at collection

@@ -92,6 +92,9 @@ class IAM:
             kw["sleep"] = self.sleep
         return call_with_retries(once, **kw)
 
+    def close(self) -> None:
+        self.http.close()
+
     # Reading -------------------------------------------------------------------------------------------
 
     def users(self) -> set[str]:

