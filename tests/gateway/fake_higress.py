@@ -65,6 +65,7 @@ class FakeHigress:
         self.version = 0
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
+        self.conflicts = 0  # 409s answered for a stale version
         self.before_write: Callable[[str, str], None] | None = None
         self._server: ThreadingHTTPServer | None = None
 
@@ -195,6 +196,7 @@ class FakeHigress:
                 current = items[name]  # a concurrent editor may have moved it
                 if collection in VERSIONED:
                     if str(body.get("version")) != str(current.get("version")):
+                        self.conflicts += 1
                         return 409, _failure(f"ResourceConflictException: {collection} {name} was changed by "
                                              "someone else (version mismatch)"), {}
                     body = {**body, "version": self._next_version()}
