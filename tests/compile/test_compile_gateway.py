@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from gitops.settings.model import GatewaySettings, Route
 
-from .orgs import ALL, compiled, keys, manager, member, spec, team, worker
+from .orgs import ALL, compiled, keys, manager, member, openclaw, spec, team, worker
 
 TWO_ROUTES = replace(
     ALL, gateway=GatewaySettings(routes=(Route("qwen", ("qwen3.6-plus",)), Route("claude", ("claude-sonnet-4-6",))))
@@ -112,3 +113,21 @@ def test_team_worker_expose_is_named_by_member_name() -> None:
     state = compiled(team("web", workers=(member("ui", workerName="ui-rt", expose=[{"port": 6006}]),)))
     assert spec(state, "gateway/service-source/worker-ui-6006")["domain"] == "ui.local"
     assert state.objects["gateway/route/worker-ui-6006"].owner == "Team/web"
+
+
+def test_agents_are_given_the_agent_facing_gateway_url_never_the_console() -> None:
+    gateway = GatewaySettings(console_url="http://127.0.0.1:8001", ai_gateway_url="http://gw.agents.example:8080/")
+    state = compiled(worker("alice"), settings=replace(ALL, gateway=gateway))
+    provider = openclaw(state, "alice")["models"]["providers"]["hiclaw-gateway"]
+    assert provider["baseUrl"] == "http://gw.agents.example:8080/v1"
+    container = state.objects["runtime/container/hiclaw-worker-alice"].spec
+    assert container["env"]["HICLAW_AI_GATEWAY_URL"] == "http://gw.agents.example:8080/"
+    agent_facing = json.dumps([o.spec for o in state.objects.values() if o.provider.value != "gateway"])
+    assert "127.0.0.1:8001" not in agent_facing
+
+
+def test_without_a_gateway_section_nothing_is_provisioned_and_the_plan_says_so() -> None:
+    state = compiled(worker("alice"), settings=replace(ALL, gateway=None))
+    assert not keys(state, "gateway/")
+    assert "gateway: disabled (no `gateway` section in settings)" in state.notes
+    assert not [k for k in state.objects["runtime/container/hiclaw-worker-alice"].depends_on if "gateway" in k]
