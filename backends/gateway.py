@@ -88,7 +88,7 @@ class GatewayBackend:
     # Observation ------------------------------------------------------------------------------------------
 
     def observe(self, scope: Scope) -> dict[str, Observed]:
-        wanted = {t for t in self.types if t in scope.names or not scope.exact}
+        wanted = {t for t in self.types if t in scope.names}  # one list call per type asked for, no more
         out: dict[str, Observed] = {}
         ours: set[str] = set()
         if wanted & {CONSUMER, AI_GRANT, MCP_GRANT}:
