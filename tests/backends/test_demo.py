@@ -52,7 +52,8 @@ def test_demo_converges_and_comes_down(isolated_demo: Any, tmp_path: Path, capsy
     assert "No changes." in second
     assert (state / "settings.yaml").is_file()
     running = isolated_demo.api.containers(filters={"label": [f"hiclaw.io/managed-by={INSTANCE}"]})
-    assert len(running) == 12 and agents == 12 + 33  # 12 agents; 17 Matrix accounts and 16 rooms
+    # 12 agents; 17 Matrix accounts and 16 rooms; a bucket, 43 files, 12 agent areas and 12 storage users
+    assert len(running) == 12 and agents == 12 + 33 + 68
     assert "Matrix:  homeserver http://127.0.0.1:" in second and "secrets get matrix/admin/password" in second
 
     assert demo.main(["--down", "--state-dir", str(state)]) == 0
