@@ -98,6 +98,7 @@ def test_add_a_worker_to_a_team(tmp_path: Path) -> None:
         "matrix/user/fe-perf",
         "matrix/room/hiclaw-worker-fe-perf",
         "gateway/consumer/worker-fe-perf",
+        "gateway/ai-route-grant/default-ai-route:worker-fe-perf",  # its own grant: no other agent's route entry moves
         "storage/object/agents/fe-perf/openclaw.json",
         "storage/area/agents/fe-perf",
         "runtime/container/hiclaw-worker-fe-perf",
