@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from gitops.providers.protocol import PermanentError, TransientError
+from gitops.providers.protocol import ConflictError, PermanentError, TransientError
 
 FIELD_MANAGER = "hiclaw-gitops"
 _SUFFIX = {"Deployment": "deployment", "Secret": "secret", "ServiceAccount": "service_account",
@@ -62,7 +62,7 @@ def classify(exc: BaseException, doing: str, secrets: Iterable[str] = ()) -> Tra
         elif status == 429:
             error = TransientError(f"{doing}: rate-limited by the API server (429 {reason})", _retry_after(exc))
         elif status == 409:
-            error = TransientError(f"{doing}: conflict (409 {reason}: {message}); observe again and retry")
+            error = ConflictError(f"{doing}: conflict (409 {reason}: {message}); observe again and retry")
         elif status == 404 and "namespaces" in message:
             error = PermanentError(f"{doing}: {message} (create the namespace, or set runtime.namespace)")
         elif status == 404:
@@ -79,8 +79,11 @@ def classify(exc: BaseException, doing: str, secrets: Iterable[str] = ()) -> Tra
                                "KUBECONFIG")
     elif isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         error = TransientError(f"{doing}: the Kubernetes API server is unreachable ({type(exc).__name__}: {exc})")
-    elif isinstance(exc, ValueError):
-        error = TransientError(f"{doing}: the API server answered with malformed JSON ({exc}); nothing was taken")
+    elif isinstance(exc, json.JSONDecodeError):
+        error = TransientError(f"{doing}: the API server answered with malformed JSON ({exc.msg} at character "
+                               f"{exc.pos}); nothing was taken")
+    elif isinstance(exc, ValueError):  # the client's models refused the request before sending it
+        error = PermanentError(f"{doing}: the request is not valid for the API ({exc})")
     else:
         error = PermanentError(f"{doing}: {type(exc).__name__}: {exc}")
     text = str(error)
@@ -88,6 +91,14 @@ def classify(exc: BaseException, doing: str, secrets: Iterable[str] = ()) -> Tra
         text = text.replace(value, "(redacted)")
     error.args = (text,)
     return error
+
+
+def fenced() -> None:
+    """Raise NotLeading when a leader election runs in this process and this process does not lead."""
+    from gitops.daemon.leader import NotLeading, may_write
+
+    if not may_write():
+        raise NotLeading("this replica does not hold the leader lease (any more): the write was not made")
 
 
 def load_client(config_file: str = "", context: str = "") -> Any:
@@ -146,8 +157,12 @@ class KubeApi:
             return client.CoordinationV1Api(api_client)
         return client.CoreV1Api(api_client)
 
-    def call(self, doing: str, fn: Callable[[Any], Any], kind: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
-        """Run `fn(api)` with `_preload_content=False` semantics; the answer decoded as a JSON object."""
+    def call(self, doing: str, fn: Callable[[Any], Any], kind: str, secrets: Iterable[str] = (),
+             write: bool = False) -> dict[str, Any]:
+        """Run `fn(api)` with `_preload_content=False` semantics; the answer decoded as a JSON object. A write
+        (other than the lease's own) is refused when a leader election says this process does not lead."""
+        if write and kind != "Lease":
+            fenced()
         try:
             response = fn(self._api(kind))
             raw = response.data if hasattr(response, "data") else response.read()
@@ -203,25 +218,27 @@ class KubeApi:
         return self.call(doing, lambda api: self._method(api, "patch", kind)(
             name, namespace, dict(body), field_manager=FIELD_MANAGER, force=True,
             _content_type="application/apply-patch+yaml", _preload_content=False, _request_timeout=TIMEOUT),
-            kind, secrets)
+            kind, secrets, write=True)
 
     def create(self, body: Mapping[str, Any], namespace: str) -> dict[str, Any]:
         kind, name = str(body["kind"]), str(body["metadata"]["name"])
         return self.call(f"create {kind} {namespace}/{name}", lambda api: self._method(api, "create", kind)(
             namespace, dict(body), field_manager=FIELD_MANAGER, _preload_content=False, _request_timeout=TIMEOUT),
-            kind)
+            kind, write=True)
 
     def replace(self, body: Mapping[str, Any], namespace: str) -> dict[str, Any]:
         kind, name = str(body["kind"]), str(body["metadata"]["name"])
         return self.call(f"replace {kind} {namespace}/{name}", lambda api: self._method(api, "replace", kind)(
             name, namespace, dict(body), field_manager=FIELD_MANAGER, _preload_content=False,
-            _request_timeout=TIMEOUT), kind)
+            _request_timeout=TIMEOUT), kind, write=True)
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete the object; False when it was already gone."""
         from kubernetes.client.exceptions import ApiException
 
         doing = f"delete {kind} {namespace}/{name}"
+        if kind != "Lease":
+            fenced()
         try:
             self._method(self._api(kind), "delete", kind)(
                 name, namespace, propagation_policy="Foreground" if kind == "Deployment" else None,

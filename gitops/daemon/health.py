@@ -16,6 +16,7 @@ class Health:
         self.loop_alive = True
         self.ready = False
         self.reason = "no poll yet"
+        self.leading: bool | None = None  # None: no leader election in this process
         self._lock = threading.Lock()
 
     def beat(self) -> None:
@@ -26,7 +27,14 @@ class Health:
         with self._lock:
             self.ready, self.reason = ready, reason
 
+    def set_leading(self, leading: bool) -> None:
+        with self._lock:
+            self.leading = leading
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"alive": self.loop_alive, "ready": self.ready, "reason": self.reason,
+            snap = {"alive": self.loop_alive, "ready": self.ready, "reason": self.reason,
                     "since_last_beat_seconds": round(time.monotonic() - self.last_beat, 3)}
+            if self.leading is not None:
+                snap["leader"] = self.leading
+            return snap

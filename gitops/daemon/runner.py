@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Protocol
 
 from gitops.daemon.health import Health
 from gitops.daemon.logs import event, log
@@ -27,8 +28,18 @@ def next_wait(interval: float, jitter: float, failures: int, backoff_max: float,
     return max(0.0, base + (rand() * 2 - 1) * spread)
 
 
+class Leadership(Protocol):
+    """A leader election (gitops.daemon.leader.LeaderElector): whether this process may write now."""
+
+    def leading(self) -> bool: ...
+
+
+STANDBY_WAIT = 1.0  # seconds between a standby's looks at its leadership
+
+
 class Daemon:
-    """Runs polls until stopped: on a timer with jitter, on webhook or file-watch wake-ups, with backoff."""
+    """Runs polls until stopped: on a timer with jitter, on webhook or file-watch wake-ups, with backoff.
+    With a `leader`, polls only while this process leads; a standby waits and says so in /readyz."""
 
     def __init__(
         self,
@@ -40,6 +51,7 @@ class Daemon:
         health: Health | None = None,
         stop: threading.Event | None = None,
         wake: threading.Event | None = None,
+        leader: Leadership | None = None,
     ) -> None:
         self.poll = poll
         self.interval = interval
@@ -50,6 +62,7 @@ class Daemon:
         self.wake = wake or threading.Event()
         self.failures = 0
         self.polls = 0
+        self.leader = leader
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if signum is not None and not self.stop.is_set():
@@ -77,6 +90,9 @@ class Daemon:
             while not self.stop.is_set():
                 self.health.beat()
                 self.wake.clear()
+                if not self._leads():
+                    self.wake.wait(min(STANDBY_WAIT, self.interval))
+                    continue
                 outcome = self._poll()
                 self.polls += 1
                 self.failures = self.failures + 1 if outcome.failed else 0
@@ -90,6 +106,17 @@ class Daemon:
             self.health.loop_alive = False
         event(logging.INFO, "stopped", polls=self.polls)
         return 1 if once and outcome.failed else 0
+
+    def _leads(self) -> bool:
+        if self.leader is None:
+            return True
+        leading = self.leader.leading()
+        if leading != self.health.leading:
+            self.health.set_leading(leading)
+            event(logging.INFO, "leading: polls run here" if leading else "standing by: another replica leads")
+            if not leading:  # ready again after the first poll as leader
+                self.health.set_ready(False, "standby: another replica holds the leader lease")
+        return leading
 
     def _poll(self) -> PollOutcome:
         try:
