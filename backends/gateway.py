@@ -118,9 +118,10 @@ class GatewayBackend:
         for type_, path, read in ((DOMAIN, "/v1/domains", _domain_spec), (SOURCE, "/v1/service-sources",
                                   _source_spec), (ROUTE, "/v1/routes", _route_spec)):
             if type_ in wanted:
+                named = scope.names.get(type_) or frozenset()  # these records carry no owner: stay with our names
                 for item in self.http.items(path, f"list {type_}s (observe)"):
                     name = str(item.get("name", ""))
-                    if name.startswith(EXPOSE_PREFIX):
+                    if name.startswith(EXPOSE_PREFIX) and (not named or name in named):
                         key = make_key(Provider.GATEWAY, type_, name)
                         out[key] = Observed(key, read(item), None, fingerprint=str(item.get("version") or ""))
         if scope.exact:
