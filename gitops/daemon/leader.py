@@ -19,13 +19,16 @@ together. Stopping releases the lease (holder cleared) so a standby takes over a
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from gitops.providers.errors import PermanentError, TransientError
 
@@ -203,3 +206,25 @@ class LeaderElector:
                 log.warning("leader election: releasing the lease failed (%s); it expires by itself", exc)
         if self._on_change is not None and was:
             self._on_change(False)
+
+
+LEASE_STORE = "backends.kubernetes_lease:KubeLeaseStore"  # imported only when leader election is enabled
+
+
+def elector_from_settings(settings: Any, env: Mapping[str, str] | None = None) -> LeaderElector | None:
+    """The elector the settings ask for (`leader_election.enabled`), on a Kubernetes Lease; None when off.
+    Identity: the setting, else POD_NAME, else HOSTNAME; namespace: the setting, else POD_NAMESPACE, else
+    runtime.namespace. ValueError names what is wrong (timing out of order, no identity, no client)."""
+    section = settings.leader_election
+    if not section.enabled:
+        return None
+    env = os.environ if env is None else env
+    identity = section.identity or env.get("POD_NAME", "") or env.get("HOSTNAME", "") or socket.gethostname()
+    namespace = section.namespace or env.get("POD_NAMESPACE", "") or settings.runtime_or_default.namespace
+    timing = Timing(section.lease_duration, section.renew_deadline, section.retry_period)
+    module, _, attr = LEASE_STORE.partition(":")
+    try:
+        store_class = getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise ValueError(f"leader election needs the kubernetes extra ({exc})") from None
+    return LeaderElector(store_class(section.lease_name, namespace), identity, timing)

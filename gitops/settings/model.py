@@ -79,6 +79,19 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderElectionSettings:
+    """Several daemon replicas, one active (docs/kubernetes.md): a coordination.k8s.io Lease."""
+
+    enabled: bool = False
+    lease_name: str = "hiclaw-gitops"
+    namespace: str = ""  # empty: POD_NAMESPACE, else runtime.namespace
+    identity: str = ""  # empty: POD_NAME, else HOSTNAME
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class MatrixSettings:
     url: str = ""
     agent_url: str = ""
@@ -189,6 +202,7 @@ class Settings:
     matrix: MatrixSettings | None = None
     storage: StorageSettings | None = None
     gateway: GatewaySettings | None = None
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
@@ -246,6 +260,7 @@ _SECTIONS: dict[str, type] = {
     "matrix": MatrixSettings,
     "storage": StorageSettings,
     "gateway": GatewaySettings,
+    "leader_election": LeaderElectionSettings,
     "notify": NotifySettings,
     "prune": PruneSettings,
     "drift": DriftSettings,

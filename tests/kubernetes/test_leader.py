@@ -186,3 +186,21 @@ def test_readyz_says_whether_this_replica_leads() -> None:
             daemon.request_stop()
             t.join(timeout=5)
             server.stop()
+
+
+def test_elector_from_settings(kube_env: KubeEnv) -> None:
+    from gitops.daemon.leader import elector_from_settings
+    from gitops.settings.model import LeaderElectionSettings, Settings
+
+    assert elector_from_settings(Settings()) is None
+    settings = Settings(runtime=kube_env.settings(), leader_election=LeaderElectionSettings(enabled=True))
+    elector = elector_from_settings(settings, {"POD_NAME": "hiclaw-gitops-0", "POD_NAMESPACE": kube_env.namespace})
+    assert elector is not None and elector.identity == "hiclaw-gitops-0"
+    try:
+        assert elector.try_acquire_or_renew()
+    finally:
+        elector.stop()
+        elector.store.close()  # type: ignore[attr-defined]
+    bad = Settings(leader_election=LeaderElectionSettings(enabled=True, renew_deadline=20.0))
+    with pytest.raises(ValueError, match="renew_deadline"):
+        elector_from_settings(bad, {"POD_NAME": "x"})
