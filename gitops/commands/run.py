@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,6 +160,12 @@ def _serve(
         except (OSError, ValueError) as exc:
             print(f"hiclaw-gitops: cannot listen on {listen}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             return 1
+    from gitops.daemon.chatops import attach
+
+    chat = attach(settings, reconciler, poller if args.watch else git_poller, wake=wake, stop=stop,
+                  listen=not args.once)  # commands in the admin's room (docs/chatops.md)
+    if chat is not None:
+        poll = partial(chat.poll, poll)
     daemon = Daemon(poll, interval=settings.source.poll_interval, jitter=settings.source.jitter,
                     backoff_max=settings.source.backoff_max, health=health, stop=stop, wake=wake)
     if args.watch:
@@ -173,5 +180,7 @@ def _serve(
         return code
     finally:
         stop.set()
+        if chat is not None:
+            chat.close()
         if server is not None:
             server.stop()

@@ -185,5 +185,9 @@ def notifier_from_settings(settings: Any) -> Notifier:
     post = getattr(backend, "post_notice", None)
     if not callable(post):
         return LogNotifier()
-    room = settings.notify.room or f"#hiclaw-manager-default:{settings.server_name}"
-    return RoomNotifier(post, room, backend.close)
+    return RoomNotifier(post, room_of(settings), backend.close)
+
+
+def room_of(settings: Any) -> str:
+    """The admin's room: `notify.room`, else the Manager DM of the default Manager."""
+    return str(settings.notify.room or f"#hiclaw-manager-default:{settings.server_name}")

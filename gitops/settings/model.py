@@ -178,6 +178,21 @@ class NotifySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatOpsSettings:
+    """Commands in the admin's Matrix room (docs/chatops.md); needs the `matrix` section."""
+
+    enabled: bool = True
+    room: str = ""  # empty: notify.room, else the Manager DM
+    prefix: str = "!gitops"
+    allowed: tuple[str, ...] = ()  # Matrix IDs; empty: the Global Admin
+    level1_humans: bool = False
+    approval_ttl: float = 3600.0
+    max_age: float = 600.0  # a command older than this (sent while nobody listened) is not carried out
+    per_minute: int = 10  # commands per sender and minute; more are refused
+    poll_timeout: float = 20.0  # the long poll's wait, seconds
+
+
+@dataclass(frozen=True, slots=True)
 class PruneSettings:
     enabled: bool = True
     max_agents: int = 5
@@ -206,6 +221,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    chatops: ChatOpsSettings = field(default_factory=ChatOpsSettings)
 
     # Identities are needed even when a provider is disabled (offline plans): fall back to upstream defaults.
     @property
@@ -264,6 +280,7 @@ _SECTIONS: dict[str, type] = {
     "notify": NotifySettings,
     "prune": PruneSettings,
     "drift": DriftSettings,
+    "chatops": ChatOpsSettings,
 }
 
 
@@ -278,6 +295,8 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
             section["routes"] = tuple(
                 Route(r["name"], tuple(r.get("models") or ("*",))) for r in section["routes"]
             )
+        if cls is ChatOpsSettings and "allowed" in section:
+            section["allowed"] = tuple(section["allowed"])
         if cls is RuntimeSettings and "images" in section:
             section["images"] = {**DEFAULT_IMAGES, **section["images"]}
         known = {f.name for f in fields(cls)}

@@ -28,6 +28,7 @@ class Result(StrEnum):
     INVALID = "Invalid"  # validation errors: nothing applied, the last good commit stays in force
     FAILED = "Failed"  # applying failed for some resources, or the pass crashed
     REFUSED = "Refused"  # not reconciled on purpose: bad signature, refused force-push
+    SUSPENDED = "Suspended"  # planned only: applying is suspended (a chat command); nothing applied
 
 
 class Phase(StrEnum):
@@ -191,11 +192,38 @@ class RunSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """One chat command (docs/chatops.md) as status history keeps it: who, what, when, outcome."""
+
+    event_id: str
+    sender: str
+    command: str
+    time: str
+    outcome: str  # done | refused | rejected | failed | ignored
+    reply: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"eventId": self.event_id, "sender": self.sender, "command": _clean(self.command),
+                "time": self.time, "outcome": self.outcome, "reply": _clean(self.reply)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CommandRecord:
+        return cls(*(str(data.get(k) or "") for k in ("eventId", "sender", "command", "time", "outcome", "reply")))
+
+
+MAX_COMMANDS = 100  # command records kept in the status tree (older ones stay in the status branch's history)
+
+
+@dataclass(frozen=True, slots=True)
 class StatusSnapshot:
-    """Everything the status tree holds: the last run and every resource."""
+    """Everything the status tree holds: the last run, every resource, and the latest chat commands."""
 
     summary: RunSummary | None = None
     resources: Mapping[str, ResourceStatus] = field(default_factory=dict)
+    commands: tuple[CommandRecord, ...] = ()
+
+    def with_commands(self, records: Iterable[CommandRecord]) -> StatusSnapshot:
+        return replace(self, commands=(*self.commands, *records)[-MAX_COMMANDS:])
 
     def phases(self) -> dict[str, int]:
         return dict(Counter(r.phase for r in self.resources.values()))
@@ -230,7 +258,7 @@ def merge(
             else:
                 res = replace(res, failures=0)
             resources[res.key] = res
-        return StatusSnapshot(summary, resources)
+        return StatusSnapshot(summary, resources, previous.commands)
     if outcome.result is Result.INVALID:
         carried = dict(prev)
         for res in outcome.resources:
@@ -243,11 +271,11 @@ def merge(
         # Resources that are fine in the new commit keep their status, marked as not re-validated for it.
         note = Condition("Reconciled", "False", "InvalidCommit",
                          f"commit {summary.commit[:12]} is invalid; nothing was applied")
-        return StatusSnapshot(summary, {k: v.with_condition(note) for k, v in carried.items()})
-    # Refused, or a pass that crashed before producing resources: nothing changed; say why on each resource.
-    reason = "RefusedCommit" if outcome.result is Result.REFUSED else "PassFailed"
+        return StatusSnapshot(summary, {k: v.with_condition(note) for k, v in carried.items()}, previous.commands)
+    # Refused, suspended, or a pass that crashed before producing resources: nothing changed; say why on each.
+    reason = {Result.REFUSED: "RefusedCommit", Result.SUSPENDED: "Suspended"}.get(outcome.result, "PassFailed")
     note = Condition("Reconciled", "False", reason, _first_line(summary.message))
-    return StatusSnapshot(summary, {k: v.with_condition(note) for k, v in prev.items()})
+    return StatusSnapshot(summary, {k: v.with_condition(note) for k, v in prev.items()}, previous.commands)
 
 
 def invalid_resources(

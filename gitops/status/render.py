@@ -15,10 +15,11 @@ import yaml
 from gitops.diagnostics import counts, sort_key
 from gitops.settings.load import REDACTOR
 from gitops.source.git import RECONCILED_TRAILER, STATUS_TRAILER
-from gitops.status.model import ResourceStatus, RunSummary, StatusSnapshot, _first_line
+from gitops.status.model import CommandRecord, ResourceStatus, RunSummary, StatusSnapshot, _first_line
 
 RESULT_TRAILER = "Hiclaw-Gitops-Result"
 SUMMARY_FILE = "summary.yaml"
+COMMANDS_FILE = "commands.yaml"  # the latest chat commands (docs/chatops.md)
 README_FILE = "README.md"
 HEADER = "# Written by hiclaw-gitops after each run; edits are overwritten.\n"
 MAX_README_DIAGNOSTICS = 50
@@ -31,6 +32,8 @@ def render(snapshot: StatusSnapshot) -> dict[str, bytes]:
         files[f"{res.kind.lower()}/{res.name}.yaml"] = _yaml(res.to_dict())
     if snapshot.summary is not None:
         files[SUMMARY_FILE] = _yaml(snapshot.summary.to_dict(snapshot.phases()))
+    if snapshot.commands:
+        files[COMMANDS_FILE] = _yaml({"commands": [c.to_dict() for c in snapshot.commands]})
     files[README_FILE] = REDACTOR.redact(render_readme(snapshot)).encode()
     return files
 
@@ -76,13 +79,14 @@ def render_readme(snapshot: StatusSnapshot) -> str:
     return "\n".join(lines) + "\n"
 
 
-def commit_message(snapshot: StatusSnapshot) -> str:
+def commit_message(snapshot: StatusSnapshot, subject: str = "") -> str:
+    """The status commit's message; `subject` replaces the first line (a chat command's record)."""
     s = snapshot.summary
     phases = ", ".join(f"{n} {p}" for p, n in sorted(snapshot.phases().items())) or "no resources"
     commit = s.commit if s else ""
     result = s.result if s else "Unknown"
-    body = f"status: {result} {commit[:12]} ({phases})\n"
-    if s and s.message:
+    body = f"{_first_line(subject)}\n" if subject.strip() else f"status: {result} {commit[:12]} ({phases})\n"
+    if s and s.message and not subject.strip():
         body += f"\n{_first_line(s.message)}\n"
     body += f"\n{RECONCILED_TRAILER}: {commit}\n{RESULT_TRAILER}: {result}\n{STATUS_TRAILER}: true\n"
     return REDACTOR.redact(body)
@@ -92,6 +96,7 @@ def parse_tree(files: Mapping[str, bytes]) -> StatusSnapshot:
     """Read a status tree back (the inverse of render); unreadable files are skipped."""
     summary: RunSummary | None = None
     resources: dict[str, ResourceStatus] = {}
+    commands: tuple[CommandRecord, ...] = ()
     for name, content in files.items():
         if not name.endswith(".yaml"):
             continue
@@ -103,11 +108,14 @@ def parse_tree(files: Mapping[str, bytes]) -> StatusSnapshot:
             continue
         if name == SUMMARY_FILE:
             summary = RunSummary.from_dict(data)
+        elif name == COMMANDS_FILE:
+            listed = data.get("commands")
+            commands = tuple(CommandRecord.from_dict(c) for c in listed or [] if isinstance(c, Mapping))
         elif "/" in name:
             res = ResourceStatus.from_dict(data)
             if res.kind and res.name:
                 resources[res.key] = res
-    return StatusSnapshot(summary, resources)
+    return StatusSnapshot(summary, resources, commands)
 
 
 def _md(text: str) -> str:

@@ -37,8 +37,9 @@ class StatusStore(Protocol):
 
     def read(self) -> StatusSnapshot: ...
 
-    def write(self, snapshot: StatusSnapshot) -> str | None:
-        """Persist the snapshot; return the new status commit id (None when nothing was written)."""
+    def write(self, snapshot: StatusSnapshot, subject: str = "") -> str | None:
+        """Persist the snapshot; return the new status commit id (None when nothing was written). `subject`:
+        the commit's first line when it records something other than a pass (a chat command)."""
         ...
 
 
@@ -56,7 +57,7 @@ class DirectoryStatusStore:
         }
         return parse_tree(files)
 
-    def write(self, snapshot: StatusSnapshot) -> str | None:
+    def write(self, snapshot: StatusSnapshot, subject: str = "") -> str | None:
         files = render(snapshot)
         self.root.mkdir(parents=True, exist_ok=True)
         for old in list(self.root.rglob("*.yaml")):
@@ -149,9 +150,9 @@ class GitStatusStore:
         if isinstance(sub, pygit2.Tree):
             yield from _walk_blobs(self.repo, sub, "")
 
-    def write(self, snapshot: StatusSnapshot) -> str | None:
+    def write(self, snapshot: StatusSnapshot, subject: str = "") -> str | None:
         files = render(snapshot)
-        message = commit_message(snapshot)
+        message = commit_message(snapshot, subject)
         retries = max(1, self.settings.push_retries)
         sig = pygit2.Signature(self.settings.author_name, self.settings.author_email)
         last: Exception | None = None
