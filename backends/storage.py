@@ -177,13 +177,12 @@ class StorageBackend:
 
     def observe(self, scope: Scope) -> dict[str, Observed]:
         out: dict[str, Observed] = {}
-        if BUCKET in scope.names or not scope.exact:
-            for name in scope.names.get(BUCKET, frozenset({self.bucket})) | {self.bucket}:
+        files = OBJECT in scope.names or AREA in scope.names
+        if BUCKET in scope.names or files:
+            for name in scope.names.get(BUCKET, frozenset()) | {self.bucket}:
                 if self._call(f"HeadBucket {name}", partial(self.s3.bucket_exists, name)):
                     out[f"storage/bucket/{name}"] = Observed(f"storage/bucket/{name}", {"bucket": name})
-        bucket_there = f"storage/bucket/{self.bucket}" in out or (
-            BUCKET not in scope.names and scope.exact and self._bucket_exists())
-        if bucket_there and (OBJECT in scope.names or AREA in scope.names or not scope.exact):
+        if files and f"storage/bucket/{self.bucket}" in out:
             listed = self._list("")
             out.update(self._observe_objects(listed, scope.names.get(OBJECT, frozenset())))
             areas = {key.split("/", 2)[1] for key in listed if key.startswith("agents/") and key.count("/") >= 2}
@@ -195,9 +194,6 @@ class StorageBackend:
         if scope.exact:
             out = {k: v for k, v in out.items() if scope.wants(k)}
         return dict(sorted(out.items()))
-
-    def _bucket_exists(self) -> bool:
-        return bool(self._call(f"HeadBucket {self.bucket}", lambda: self.s3.bucket_exists(self.bucket)))
 
     def _list(self, prefix: str) -> dict[str, tuple[str, int]]:
         """Key -> (etag, size) under `prefix`, one paged listing."""
@@ -304,9 +300,10 @@ class StorageBackend:
         spec = resolve(obj.spec)
         existed = rt in ident.users()
         ident.create_user(rt)
-        ident.put_policy(rt, str(spec["policy"]), spec["statements"])
         # The secret is write-only: every apply of a user sets it, replacing the key (a rotation, a lost key).
+        # The key before the policy: MinIO has no user until it has a key, and a key without a policy can do nothing.
         ident.put_key(rt, str(spec["access_key"]), str(spec["secret_key"]), replace=existed)
+        ident.put_policy(rt, str(spec["policy"]), spec["statements"])
         return ApplyResult(Outcome.CONFIGURED if existed else Outcome.CREATED)
 
     # Delete -------------------------------------------------------------------------------------------------
