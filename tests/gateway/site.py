@@ -54,11 +54,33 @@ class Site:
         password = optional_secret(gateway.password_env, gateway.password_file, key="gateway.password") or ""
         site = cls(gateway, password, None)
         try:
+            site.sweep()  # what an interrupted earlier run left
             yield site
         finally:
+            site.sweep()
             for path, name in reversed(site.made):
                 site.admin.delete(f"{path}/{name}")
             site.admin.close()
+
+    def sweep(self) -> None:
+        """Remove every `gwtest-` consumer (its grants first: the console refuses a consumer in use) and every
+        `gwtest-` exposed-port record, made by a test or by the reconciler under test."""
+        mark = "gwtest-"
+        for route in self.admin.get("/v1/ai/routes").json().get("data") or []:
+            auth = route.get("authConfig") or {}
+            allowed = auth.get("allowedConsumers") or []
+            if any(mark in c for c in allowed):
+                auth["allowedConsumers"] = [c for c in allowed if mark not in c]
+                self.admin.put(f"/v1/ai/routes/{route['name']}", json={**route, "authConfig": auth})
+        for server in self.admin.get("/v1/mcpServer").json().get("data") or []:
+            ours = [c for c in (server.get("consumerAuthInfo") or {}).get("allowedConsumers") or [] if mark in c]
+            if ours:
+                self.admin.request("DELETE", "/v1/mcpServer/consumers",
+                                   json={"mcpServerName": server["name"], "consumers": ours})
+        for path in ("/v1/consumers", "/v1/routes", "/v1/service-sources", "/v1/domains"):
+            for item in self.admin.get(path).json().get("data") or []:
+                if mark in str(item.get("name")):
+                    self.admin.delete(f"{path}/{item['name']}")
 
     def with_routes(self, *routes: Any) -> GatewaySettings:
         return replace(self.settings, routes=tuple(routes))
