@@ -189,3 +189,16 @@ def test_a_refused_connection_is_transient_and_named(tmp_path: Path) -> None:
             backend.observe(EVERYTHING)
     finally:
         backend.close()
+
+
+def test_no_key_or_password_reaches_a_log_line(rec: Reconciler, fake: FakeHigress,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A whole pass and a failing one, every logger at DEBUG (httpx and httpcore included)."""
+    caplog.set_level("DEBUG")
+    assert rec.apply(worker("gwtest-alice"), worker("gwtest-bob"))[1].ok
+    fake.fail("POST", "/v1/consumers", 500, times=100)
+    failed = rec.apply(worker("gwtest-alice"), worker("gwtest-carol"))[1]
+    assert not failed.ok
+    secrets = [*rec.issued(), fake.password]
+    count = sum(1 for s in secrets if s in caplog.text)
+    assert len(rec.issued()) == 3 and caplog.text and count == 0
