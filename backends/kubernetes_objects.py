@@ -216,5 +216,8 @@ class Workload:
         record, those three alone."""
         applied = self.applied(instance)
         labels = {k: v for k, v in sorted(self.labels.items()) if k != LABEL_WORKLOAD}
+        if applied is not None:  # labels someone else added (kubectl label) are theirs, not drift
+            ours = labels_for(applied, instance)
+            labels = {k: v for k, v in labels.items() if k in ours}
         seen = {"image": self.image, "labels": labels, "state": self.state}
         return {**applied, **seen} if applied is not None else seen

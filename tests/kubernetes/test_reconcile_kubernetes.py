@@ -177,3 +177,17 @@ def test_rotated_credential_rolls_the_deployment(
     assert "value" not in ref and ref["valueFrom"]["secretKeyRef"] == {"name": obj.name,
                                                                        "key": "HICLAW_WORKER_MATRIX_TOKEN"}
     assert pending(plan_live(backend, state, secret_store, [obj])[0]) == []
+
+
+def test_someone_elses_label_and_scale_are_not_fought(
+    kube_env: KubeEnv, backend: Backend, state: StateStore, secret_store: SecretStore
+) -> None:
+    """A label added with kubectl is not drift; an agent that is not enforced may scale itself to zero."""
+    obj = kube_env.desired("shared", state="Running", enforce=False)
+    _converge(kube_env, backend, state, secret_store, obj)
+    d = kube_env.deployment(obj)
+    assert d is not None
+    d["metadata"]["labels"]["team.example/cost-centre"] = "42"
+    d["spec"]["replicas"] = 0  # the Manager put the idle worker to sleep
+    kube_env.raw.replace(d, kube_env.namespace)
+    assert pending(plan_live(backend, state, secret_store, [obj])[0]) == []
