@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from deploy.synapse import Synapse
+from deploy.synapse import Synapse, SynapseError
 from gitops.daemon.chatops import ChatOps, attach
 from gitops.daemon.loopstate import LoopState
 from gitops.daemon.metrics import Metrics
@@ -27,6 +27,7 @@ from gitops.daemon.passes import default_pass
 from gitops.daemon.pollers import GitPoller
 from gitops.daemon.reconciler import Reconciler
 from gitops.daemon.runner import Daemon
+from gitops.settings.load import REDACTOR
 from gitops.settings.model import (
     ChatOpsSettings,
     MatrixSettings,
@@ -69,8 +70,16 @@ class Person:
 
     hs: Synapse
     user_id: str
-    token: str
+    token: str = field(repr=False)  # never in a test's output, a failing one's included
     room_id: str = ""
+
+    def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """One client-API request as this person; a refusal is an AssertionError naming the errcode only."""
+        try:
+            return self.hs.call(method, path, body, token=self.token)
+        except SynapseError as exc:
+            raise AssertionError(f"{method} {path.split('?')[0]} as {self.user_id} refused: "
+                                 f"{REDACTOR.redact(str(exc))[-200:]}") from None
 
     def send(self, body: str) -> str:
         return self._put("m.room.message", {"msgtype": "m.text", "body": body})
@@ -82,16 +91,16 @@ class Person:
 
     def redact(self, event_id: str) -> str:
         path = (f"/_matrix/client/v3/rooms/{q(self.room_id)}/redact/{q(event_id)}/{uuid.uuid4().hex}")
-        return str(self.hs.call("PUT", path, {}, token=self.token)["event_id"])
+        return str(self.call("PUT", path, {})["event_id"])
 
     def _put(self, kind: str, content: dict[str, Any]) -> str:
         path = f"/_matrix/client/v3/rooms/{q(self.room_id)}/send/{kind}/{uuid.uuid4().hex}"
-        return str(self.hs.call("PUT", path, content, token=self.token)["event_id"])
+        return str(self.call("PUT", path, content)["event_id"])
 
     def notices(self) -> list[tuple[str, str]]:
         """The reconciler's notices in the room, oldest first: (the event replied to or '', body)."""
         path = f"/_matrix/client/v3/rooms/{q(self.room_id)}/messages?dir=b&limit=500"
-        chunk = self.hs.call("GET", path, token=self.token)["chunk"]
+        chunk = self.call("GET", path)["chunk"]
         out = []
         for e in reversed(chunk):
             content = e.get("content") or {}
@@ -113,6 +122,10 @@ def q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+def actor(hs: Synapse) -> Person:
+    return Person(hs, hs.actor, hs.actor_token())
+
+
 def login(hs: Synapse, user: str, password: str) -> str:
     answer = hs.call("POST", "/_matrix/client/v3/login", {
         "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password,
@@ -125,12 +138,11 @@ def admin_room(hs: Synapse) -> tuple[Person, Person]:
     hs.register("bob", BOB_PASSWORD, admin=False)
     admin = Person(hs, hs.admin_id, login(hs, hs.admin_user, ADMIN_PASSWORD))
     bob = Person(hs, "@bob:localhost", login(hs, "bob", BOB_PASSWORD))
-    room = hs.call("POST", "/_matrix/client/v3/createRoom", {
-        "preset": "private_chat", "name": "hiclaw admin", "invite": [admin.user_id, bob.user_id]},
-        token=hs.actor_token())["room_id"]
+    room = actor(hs).call("POST", "/_matrix/client/v3/createRoom", {
+        "preset": "private_chat", "name": "hiclaw admin", "invite": [admin.user_id, bob.user_id]})["room_id"]
     for person in (admin, bob):
         person.room_id = str(room)
-        hs.call("POST", f"/_matrix/client/v3/join/{q(str(room))}", {}, token=person.token)
+        person.call("POST", f"/_matrix/client/v3/join/{q(str(room))}", {})
     return admin, bob
 
 
