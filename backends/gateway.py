@@ -137,7 +137,7 @@ class GatewayBackend:
             return True
         try:
             key = self.ctx.secrets.get(key_secret(name))
-        except Exception:  # no key stored under this name: we never made it
+        except KeyError:  # no key stored under this name (SecretMissing): we never made it
             return False
         return bool(key) and key in _key_values(consumer)
 
