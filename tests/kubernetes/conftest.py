@@ -1,5 +1,6 @@
-"""Kubernetes tests run on the in-process fake API server; with KUBECONFIG set they run on that cluster too,
-marked `live` (select them with `-m live`; the namespace is HICLAW_TEST_NAMESPACE, default `hiclaw-test`)."""
+"""Kubernetes tests run on the in-process fake API server. Asked for with `-m live` and with KUBECONFIG set, the
+same tests run on that cluster too, marked `live` (namespace HICLAW_TEST_NAMESPACE, default `hiclaw-test`);
+a KUBECONFIG in the environment alone never sends a test to a real cluster."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ LIVE_KUBECONFIG = os.environ.get("KUBECONFIG", "")
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cluster_kind" in metafunc.fixturenames:
         params: list[object] = ["fake"]
-        if LIVE_KUBECONFIG:
+        if LIVE_KUBECONFIG and "live" in (metafunc.config.getoption("markexpr") or ""):
             params.append(pytest.param("live", marks=pytest.mark.live))
         metafunc.parametrize("cluster_kind", params)
 
