@@ -148,13 +148,15 @@ class GatewayBackend:
             raise PermanentError(f"{obj.key}: unknown action {action!r}")
         if obj.provider is not Provider.GATEWAY or obj.type not in self.types:
             raise PermanentError(f"{obj.key} is not served by the gateway backend ({', '.join(self.types)})")
+        # Each step reads, then writes what is missing, and is retried whole: a write whose answer was lost (or
+        # a 409) is followed by a fresh read, never by the same write sent blind again.
         if obj.type == CONSUMER:
-            return ApplyResult(self._apply_consumer(obj, resolve))
+            return ApplyResult(self.http.retrying(lambda: self._apply_consumer(obj, resolve)))
         if obj.type == AI_GRANT:
             return ApplyResult(self.http.retrying(lambda: self._route_grant(obj, add=True)))
         if obj.type == MCP_GRANT:
-            return ApplyResult(self._mcp_grant(obj, add=True))
-        return ApplyResult(self._apply_expose(obj))
+            return ApplyResult(self.http.retrying(lambda: self._mcp_grant(obj, add=True)))
+        return ApplyResult(self.http.retrying(lambda: self._apply_expose(obj)))
 
     def delete(self, obj: ManagedObject) -> Outcome:
         if obj.type == CONSUMER:
@@ -163,7 +165,8 @@ class GatewayBackend:
             outcome: Outcome = self.http.retrying(lambda: self._route_grant(obj, add=False))
             return outcome
         if obj.type == MCP_GRANT:
-            return self._mcp_grant(obj, add=False)
+            revoked: Outcome = self.http.retrying(lambda: self._mcp_grant(obj, add=False))
+            return revoked
         if obj.type in (DOMAIN, SOURCE, ROUTE):
             path = f"{_PATHS[obj.type]}/{q(obj.name)}"
             gone = self.http.call("DELETE", path, f"delete {obj.type} {obj.name}")
@@ -181,9 +184,9 @@ class GatewayBackend:
         if not isinstance(credential, Mapping) or not isinstance(credential.get("key"), str) or not credential["key"]:
             raise PermanentError(f"{obj.key}: the spec has no credential key to write")
         wanted = _credential(credential)
-        found = self.http.get(f"/v1/consumers/{q(obj.name)}", f"read consumer {obj.name}")
+        found = self.http.get(f"/v1/consumers/{q(obj.name)}", f"read consumer {obj.name}", retry=False)
         if found is None:
-            self.http.call("POST", "/v1/consumers", what, {"name": obj.name, "credentials": [wanted]})
+            self.http.once("POST", "/v1/consumers", what, {"name": obj.name, "credentials": [wanted]})
             return Outcome.CREATED
         if str(credential["key"]) not in _key_values(found):
             raise PermanentError(f"{obj.key}: a consumer named {obj.name!r} exists on the gateway with a key this "
@@ -191,7 +194,7 @@ class GatewayBackend:
         current = [c for c in found.get("credentials") or [] if isinstance(c, dict)]
         if current == [wanted]:
             return Outcome.UNCHANGED
-        self.http.call("PUT", f"/v1/consumers/{q(obj.name)}", what, {**found, "credentials": [wanted]})
+        self.http.once("PUT", f"/v1/consumers/{q(obj.name)}", what, {**found, "credentials": [wanted]})
         return Outcome.CONFIGURED
 
     def _delete_consumer(self, obj: ManagedObject) -> Outcome:
@@ -233,7 +236,7 @@ class GatewayBackend:
 
     def _mcp_grant(self, obj: ManagedObject, *, add: bool) -> Outcome:
         server, consumer = _grant_target(obj, "server")
-        found = self.http.get(f"/v1/mcpServer/{q(server)}", f"read MCP server {server}")
+        found = self.http.get(f"/v1/mcpServer/{q(server)}", f"read MCP server {server}", retry=False)
         if found is None:
             if not add:
                 return Outcome.UNCHANGED
@@ -245,24 +248,24 @@ class GatewayBackend:
             return Outcome.UNCHANGED
         body = {"mcpServerName": server, "consumers": [consumer]}
         if add:
-            self.http.call("PUT", "/v1/mcpServer/consumers", f"grant {consumer} on MCP server {server}", body)
+            self.http.once("PUT", "/v1/mcpServer/consumers", f"grant {consumer} on MCP server {server}", body)
             return Outcome.CREATED
-        gone = self.http.call("DELETE", "/v1/mcpServer/consumers", f"revoke {consumer} on MCP server {server}", body)
+        gone = self.http.once("DELETE", "/v1/mcpServer/consumers", f"revoke {consumer} on MCP server {server}", body)
         return Outcome.UNCHANGED if gone is MISSING else Outcome.DELETED
 
     # Exposed ports ----------------------------------------------------------------------------------------
 
     def _apply_expose(self, obj: ManagedObject) -> Outcome:
         path = _PATHS[obj.type]
-        found = self.http.get(f"{path}/{q(obj.name)}", f"read {obj.type} {obj.name}")
+        found = self.http.get(f"{path}/{q(obj.name)}", f"read {obj.type} {obj.name}", retry=False)
         body = _WRITERS[obj.type](obj.name, obj.spec)
         if found is None:
-            self.http.call("POST", path, f"create {obj.type} {obj.name}", body)
+            self.http.once("POST", path, f"create {obj.type} {obj.name}", body)
             return Outcome.CREATED
         if _READERS[obj.type](found) == dict(obj.spec):
             return Outcome.UNCHANGED
         merged = {**found, **body}  # keeps the version read and fields the console added
-        self.http.call("PUT", f"{path}/{q(obj.name)}", f"update {obj.type} {obj.name}", merged)
+        self.http.once("PUT", f"{path}/{q(obj.name)}", f"update {obj.type} {obj.name}", merged)
         return Outcome.CONFIGURED
 
 

@@ -122,9 +122,9 @@ class ConsoleHTTP:
             raise UnexpectedAnswer(f"{what}: the console answered success=false with HTTP {status}")
         return answer["data"]
 
-    def get(self, path: str, what: str) -> dict[str, Any] | None:
-        """An item as an object, or None when it does not exist."""
-        data = self.call("GET", path, what)
+    def get(self, path: str, what: str, *, retry: bool = True) -> dict[str, Any] | None:
+        """An item as an object, or None when it does not exist (`retry=False` inside a step that retries)."""
+        data = self.call("GET", path, what) if retry else self.once("GET", path, what)
         if data is MISSING:
             return None
         return _object(data, what)

@@ -16,8 +16,9 @@ the project's dependency notes), nothing more:
 - MCP servers: `PUT /v1/mcpServer/consumers` adds consumers, `DELETE` with the same body removes them, no versions.
 
 Tests steer it: `fail(method, path_prefix, status, times, retry_after=None, body=...)` queues faults (429, 5xx,
-anything), `before_write` is called inside each write before its version check (to play a concurrent editor),
-and `requests` records `(method, path)` of every request that passed authentication.
+anything; `LOST`: the request is carried out and the connection dropped before the answer), `before_write` is
+called inside each write before its version check (to play a concurrent editor), and `requests` records
+`(method, path)` of every request that passed authentication.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ COLLECTIONS = {
     "/v1/routes": "routes",
 }
 VERSIONED = {"ai_routes", "domains", "sources", "routes"}
+LOST = -1  # a fault status: carry the request out, then drop the connection without answering
 
 
 @dataclass
@@ -88,6 +90,9 @@ class FakeHigress:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, body, headers = fake.handle(self.command, self.path, self.headers.get("Authorization"), raw)
+                if status == LOST:  # the request was carried out; its answer never arrives
+                    self.close_connection = True
+                    return
                 payload = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
                 self.send_response(status)
                 for k, v in headers.items():
@@ -128,20 +133,28 @@ class FakeHigress:
             return 401, _failure("AuthException: not logged in"), {}
         split = urlsplit(target)
         path = unquote(split.path)
+        drop = False
         with self.lock:
             self.requests.append((method, path))
             for fault in self.faults:
                 if fault.times > 0 and fault.method in (method, "*") and path.startswith(fault.prefix):
                     fault.times -= 1
+                    if fault.status == LOST:
+                        drop = True
+                        break
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
                     body = fault.body if fault.body is not None else _failure(f"InternalError: injected {fault.status}")
                     return fault.status, body, headers
+        answer = self._dispatch(method, path, split.query, raw)
+        return (LOST, None, {}) if drop else answer
+
+    def _dispatch(self, method: str, path: str, query: str, raw: bytes) -> Answer:
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             return 400, _failure("ValidationException: the body is not JSON"), {}
         if path == "/v1/mcpServer/consumers":
-            return self._mcp_consumers(method, body, parse_qs(split.query))
+            return self._mcp_consumers(method, body, parse_qs(query))
         for prefix, collection in COLLECTIONS.items():
             if path == prefix:
                 return self._collection(method, collection, body)

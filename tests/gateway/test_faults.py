@@ -14,10 +14,11 @@ import pytest
 from backends.gateway import GatewayBackend
 from backends.gateway_http import UnexpectedAnswer
 from gitops.objects import ManagedObject, Provider
+from gitops.providers.conformance import assert_ok, pending
 from gitops.providers.protocol import BackendContext, Outcome, PermanentError, Scope, TransientError
 from gitops.settings.model import GatewaySettings
 
-from .fake_higress import FakeHigress
+from .fake_higress import LOST, FakeHigress
 from .harness import fast
 from .reconcile import QWEN, Reconciler, worker
 from .site import Site
@@ -202,3 +203,21 @@ def test_no_key_or_password_reaches_a_log_line(rec: Reconciler, fake: FakeHigres
     secrets = [*rec.issued(), fake.password]
     count = sum(1 for s in secrets if s in caplog.text)
     assert len(rec.issued()) == 3 and caplog.text and count == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/consumers", f"/v1/ai/routes/{QWEN}", "/v1/mcpServer/consumers",
+                                  "/v1/domains", "/v1/service-sources", "/v1/routes"])
+def test_a_write_whose_answer_is_lost_is_read_again_not_repeated_blind(rec: Reconciler, fake: FakeHigress,
+                                                                       path: str) -> None:
+    """The console carried the write out and the connection dropped before its answer (a restart, a proxy):
+    the step reads again and finds its work done — one record, no 409 loop, no duplicate."""
+    rec.site.ensure_mcp_server("gwtest-github")
+    fake.fail("PUT" if path.endswith(QWEN) or "mcpServer" in path else "POST", path, LOST, times=1)
+    org = worker("gwtest-web", expose=[{"port": 8000}], mcpServers=[{"name": "gh", "url": rec.mcp_url()}])
+    run = rec.apply(org)[1]
+    assert_ok(run)
+    assert [f.times for f in fake.faults] == [0], "the write was carried out and its answer lost"
+    assert pending(rec.plan(org)) == []
+    assert rec.key_is_ours("worker-gwtest-web")
+    assert rec.site.route_allowed(QWEN).count("worker-gwtest-web") == 1
+    assert rec.site.mcp_allowed("gwtest-github").count("worker-gwtest-web") == 1
