@@ -6,12 +6,13 @@ empty body** when the item is missing; a POST answers 201 with the raw object, a
 DELETE 204. Failures are `{"success": false, "message": "<ExceptionClass>: …"}` with 400, 401, 409
 (`ResourceConflictException`: a stale `version`), **502 for the SDK's `NotFoundException`** and 500.
 
-`ConsoleHTTP.call` runs every request under `gitops.providers.errors.call_with_retries` (429 with `Retry-After`,
+`ConsoleHTTP.call` runs one request under `gitops.providers.errors.call_with_retries` (429 with `Retry-After`,
 5xx, timeouts and refused connections are retried a bounded number of times) and returns the unwrapped data,
-or `MISSING` for a 404 and a 502 `NotFoundException`. A 409 is a `ConflictError`: the caller's step re-reads
-the record and writes again. An answer that is not what the API describes is an `UnexpectedAnswer` naming the
-request. Authentication is HTTP Basic on every request (the console accepts it beside its session cookie), so
-there is no session to lose. No message ever holds a credential, a key or a request body.
+or `MISSING` for a 404 and a 502 `NotFoundException`; `retrying(step)` does the same for a whole
+read-then-write step made of `once` calls. A 409 is a `ConflictError`: the step runs again from its read.
+An answer that is not what the API describes is an `UnexpectedAnswer` naming the request. Authentication is
+HTTP Basic on every request (the console accepts it beside its session cookie), so there is no session to lose.
+No message ever holds a credential, a key or a request body.
 
 `reads` and `writes` count what reached the console, so tests and the benchmark can show a no-op pass writes
 nothing.
