@@ -127,6 +127,7 @@ class ChatOps:
         self.queue: deque[Work] = deque()
         self.sent: dict[str, deque[float]] = {}  # sender -> times of their recent commands (flood limit)
         self.flood_told: dict[str, float] = {}
+        self.carried_out: dict[str, str] = {}  # event ID -> command, the latest carried out (for deletions)
         self.level1: frozenset[str] = frozenset()
         self.grant: Approval | None = None
         self.last_drift: tuple[str, int | str] | None = None
@@ -257,8 +258,12 @@ class ChatOps:
         for work in self.queue:
             if work.event_id == target and work.command is not None and not work.withdrawn:
                 work.withdrawn = True
-                return Work(target, sender, f"(redaction of {work.text})", reply=f"`{work.text}` was withdrawn "
+                return Work(target, sender, f"(deleted) {work.text}", reply=f"`{work.text}` was withdrawn "
                             "(its message was deleted) before it ran: nothing was done", outcome="ignored")
+        done = self.carried_out.get(target)
+        if done is not None:
+            return Work(target, sender, f"(deleted) {done}", reply=f"`{done}` had already been carried out when "
+                        "its message was deleted; deleting it undoes nothing", outcome="ignored")
         return None
 
     def may_command(self, sender: str) -> bool:
@@ -290,6 +295,10 @@ class ChatOps:
             if work.withdrawn:
                 reply, outcome = "", "withdrawn"
             elif work.command is not None:
+                with self.lock:
+                    self.carried_out[work.event_id] = work.text
+                    while len(self.carried_out) > 200:
+                        self.carried_out.pop(next(iter(self.carried_out)))
                 try:
                     reply, outcome = execute(self, work.command, work.sender, inner)
                 except Exception as exc:  # a command must never take the daemon down

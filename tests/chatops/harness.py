@@ -157,6 +157,7 @@ class Stack:
     chat_settings: dict[str, Any] = field(default_factory=dict)
     chat: ChatOps | None = None
     thread: threading.Thread | None = None
+    daemon: Daemon | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -170,7 +171,7 @@ class Stack:
             chatops=ChatOpsSettings(room=self.room_id, poll_timeout=1.0, **self.chat_settings),
         )
 
-    def start(self) -> ChatOps:
+    def start(self, loop: bool = True) -> ChatOps:
         settings = self.settings
         state_dir = Path(settings.state_dir)
         self.stop = threading.Event()
@@ -185,13 +186,20 @@ class Stack:
         poller = GitPoller(source, reconciler, store)
         chat = attach(settings, reconciler, poller, wake=wake, stop=self.stop)
         assert chat is not None
-        daemon = Daemon(partial(chat.poll, poller.poll), interval=0.3, jitter=0.0, stop=self.stop, wake=wake)
-        self.thread = threading.Thread(target=daemon.run, name="test-daemon", daemon=True)
-        self.thread.start()
+        self.daemon = Daemon(partial(chat.poll, poller.poll), interval=0.3, jitter=0.0, stop=self.stop, wake=wake)
+        self.thread = None
+        if loop:
+            self.run_loop()
         self.chat = chat
         self.closers = [chat.close, pass_fn.close]
         wait_for(lambda: chat.state.since, 30, "the listener's first sync")
         return chat
+
+    def run_loop(self) -> None:
+        """The daemon's loop (polls, and the commands between them) on a thread of its own."""
+        assert self.daemon is not None
+        self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
+        self.thread.start()
 
     def halt(self) -> None:
         self.stop.set()
@@ -203,9 +211,10 @@ class Stack:
         self.closers = []
 
     def summary(self) -> dict[str, Any]:
-        if self.org.tip("hiclaw-status") is None:
+        try:
+            data = yaml.safe_load(self.org.show("hiclaw-status", "status/summary.yaml"))
+        except AssertionError:  # no status branch yet, or only chat commands recorded so far
             return {}
-        data = yaml.safe_load(self.org.show("hiclaw-status", "status/summary.yaml"))
         return data if isinstance(data, dict) else {}
 
     def commands(self) -> list[dict[str, Any]]:
