@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from gitops.compile.identities import agent_model, consumer_name, gateway_key, managed
 from gitops.objects import ManagedObject, Provider, make_key
-from gitops.org import Agent, Resource
+from gitops.org import Agent
 from gitops.settings.model import GatewaySettings
 
 AI_GRANT = "ai-route-grant"
@@ -57,8 +57,9 @@ def gateway_mcp_server(url: str, gateway: GatewaySettings) -> str | None:
     return None
 
 
-# consumer name, model, gateway MCP servers it names, the org resource owning the agent
-Consumer = tuple[str, str, tuple[str, ...], Resource]
+# consumer name, model, gateway MCP servers it names, the owning org resource's ref and its prune flag (strings
+# and a bool only: the compile cache keeps these per unit, and a Resource would carry its whole spec along)
+Consumer = tuple[str, str, tuple[str, ...], str, bool]
 
 
 def consumer_objects(agent: Agent) -> list[ManagedObject]:
@@ -72,37 +73,38 @@ def consumer_objects(agent: Agent) -> list[ManagedObject]:
 def consumer_of(agent: Agent, gateway: GatewaySettings) -> Consumer:
     """What the route and MCP grants need to know of an agent."""
     servers = (gateway_mcp_server(str(s.get("url", "")), gateway) for s in agent.spec.get("mcpServers") or [])
-    return consumer_name(agent), agent_model(agent), tuple(sorted({s for s in servers if s})), agent.owner
+    owner = agent.owner
+    prune = owner.annotation("prune") != "disabled"
+    return consumer_name(agent), agent_model(agent), tuple(sorted({s for s in servers if s})), owner.ref, prune
 
 
 def grant_objects(consumers: Iterable[Consumer], gateway: GatewaySettings) -> list[ManagedObject]:
     """Per consumer: a grant on every AI route serving its model, and on every gateway MCP server it names."""
     out: list[ManagedObject] = []
-    for name, model, servers, owner in consumers:
+    for name, model, servers, owner, prune in consumers:
         for route in gateway.routes:
             if route.serves(model):
-                out.append(_grant(AI_GRANT, "ai-route", route.name, name, {"route": route.name}, owner))
+                out.append(_grant(AI_GRANT, "ai-route", route.name, name, {"route": route.name}, owner, prune))
         for server in servers:
-            out.append(_grant(MCP_GRANT, "mcp-server", server, name, {"server": server}, owner))
+            out.append(_grant(MCP_GRANT, "mcp-server", server, name, {"server": server}, owner, prune))
     return out
 
 
 def unserved(consumers: Iterable[Consumer], gateway: GatewaySettings) -> tuple[str, ...]:
     """A warning per consumer whose model no configured route serves (it is granted no AI route)."""
     return tuple(
-        f"gateway: {name} ({owner.ref}) uses model `{model}`, which no route in gateway.routes serves: "
+        f"gateway: {name} ({owner}) uses model `{model}`, which no route in gateway.routes serves: "
         "it is granted no AI route"
-        for name, model, _, owner in consumers
+        for name, model, _, owner, _ in consumers
         if not any(r.serves(model) for r in gateway.routes)
     )
 
 
-def _grant(type_: str, record_type: str, record: str, consumer: str, spec: dict[str, str],
-           owner: Resource) -> ManagedObject:
-    needs = [make_key(Provider.GATEWAY, "consumer", consumer)]
-    obj = managed(Provider.GATEWAY, type_, grant_name(record, consumer), {**spec, "consumer": consumer}, owner, needs)
-    return ManagedObject(obj.provider, obj.type, obj.name, obj.spec, obj.owner, obj.depends_on, obj.prune,
-                         shares=make_key(Provider.GATEWAY, record_type, record), hash=obj.hash, plain=obj.plain)
+def _grant(type_: str, record_type: str, record: str, consumer: str, spec: dict[str, str], owner: str,
+           prune: bool) -> ManagedObject:
+    needs = (make_key(Provider.GATEWAY, "consumer", consumer),)
+    return ManagedObject(Provider.GATEWAY, type_, grant_name(record, consumer), {**spec, "consumer": consumer}, owner,
+                         needs, prune, shares=make_key(Provider.GATEWAY, record_type, record))
 
 def expose_objects(agent: Agent) -> list[ManagedObject]:
     """Per exposed port: a domain, a DNS service source `<name>.local`, and a route joining them."""
