@@ -26,6 +26,7 @@ Deployments get a status that mirrors `spec.replicas` at once.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -197,6 +198,7 @@ class FakeCluster:
         self.namespaces = set(namespaces)
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.managers: dict[tuple[str, str, str], dict[str, set[tuple[str, ...]]]] = {}
+        self.operations: dict[tuple[str, str, str], dict[str, str]] = {}  # manager -> Apply or Update
         self.calls: list[Call] = []
         self.faults: list[tuple[str, str, Status]] = []  # (verb, resource, status) served instead, once
         self._version = 0
@@ -257,6 +259,7 @@ class FakeCluster:
                 gone = self._out(key)
                 del self.objects[key]
                 self.managers.pop(key, None)
+                self.operations.pop(key, None)
                 return 200, gone
             doc = self._body(ctype, body)
             if verb == "create":
@@ -266,7 +269,8 @@ class FakeCluster:
                 if key in self.objects:
                     raise Status(409, "AlreadyExists", f'{resource} "{name}" already exists')
                 return 201, self._store(key, doc, query.get("fieldManager") or "unknown", "Update", None)
-            self._validate(resource, ns, name, doc)
+            if not ctype.startswith("application/merge-patch+json"):  # a merge patch is checked once merged
+                self._validate(resource, ns, name, doc)
             if verb == "update":
                 if key not in self.objects:
                     raise Status(404, "NotFound", f'{resource} "{name}" not found')
@@ -282,6 +286,7 @@ class FakeCluster:
                 if key not in self.objects:
                     raise Status(404, "NotFound", f'{resource} "{name}" not found')
                 merged = _merge(copy.deepcopy(self.objects[key]), doc)
+                self._validate(resource, ns, name, merged)
                 return 200, self._store(key, merged, query.get("fieldManager") or "unknown", "Update", doc)
             raise Status(415, "UnsupportedMediaType", f"the fake does not serve PATCH as {ctype}")
 
@@ -357,6 +362,7 @@ class FakeCluster:
             raise Status(409, "Conflict", f"Apply failed with {len(conflicts)} conflict(s): {text}")
         for other, path in conflicts:  # forced: the fields change hands
             owners[other].discard(path)
+        before_owners = {m: set(p) for m, p in owners.items()}
         previous = owners.get(manager, set())
         others = set().union(*(p for m, p in owners.items() if m != manager)) if owners else set()
         for path in previous - claimed - others:
@@ -367,6 +373,9 @@ class FakeCluster:
             if path[0] == "metadata" and path[1] in SERVER_FIELDS:
                 continue
             _set(current, path, value)
+        unchanged = _without_server_fields(current) == _without_server_fields(self.objects[key])
+        if unchanged and before_owners == {**owners, manager: claimed}:
+            return 200, copy.deepcopy(self.objects[key])  # a no-op apply writes nothing (no new version)
         return 200, self._store(key, current, manager, "Apply", None, claimed)
 
     def _store(self, key: tuple[str, str, str], doc: dict[str, Any], manager: str, operation: str,
@@ -394,10 +403,12 @@ class FakeCluster:
                 other -= changed
             claimed = owners.get(manager, set()) | changed
         owners[manager] = set(claimed)
+        operations = self.operations.setdefault(key, {})
+        operations[manager] = operation
         for empty in [m for m, p in owners.items() if not p]:
             del owners[empty]
         meta["managedFields"] = [
-            {"manager": m, "operation": operation if m == manager else "Update",
+            {"manager": m, "operation": operations.get(m, "Update"),
              "apiVersion": obj["apiVersion"], "time": _now(), "fieldsType": "FieldsV1",
              "fieldsV1": _fields_v1(paths)}
             for m, paths in sorted(owners.items())
@@ -408,7 +419,6 @@ class FakeCluster:
                              "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas}
         if resource == "secrets":
             for k, v in (obj.pop("stringData", None) or {}).items():
-                import base64
                 obj.setdefault("data", {})[k] = base64.b64encode(str(v).encode()).decode()
             obj.setdefault("type", "Opaque")
         self.objects[key] = obj
@@ -425,6 +435,15 @@ class FakeCluster:
                  if r == resource and n == ns and selector_matches(selector, o["metadata"].get("labels") or {})]
         return {"apiVersion": f"{group}/{version}" if group else version, "kind": f"{kind}List",
                 "metadata": {"resourceVersion": str(self._version)}, "items": items}
+
+
+def _without_server_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(obj))
+    meta = out.get("metadata") or {}
+    for field in ("resourceVersion", "managedFields", "generation"):
+        meta.pop(field, None)
+    out.pop("status", None)
+    return out
 
 
 def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -172,3 +172,16 @@ def test_no_configuration_is_permanent(monkeypatch: pytest.MonkeyPatch, tmp_path
     api = KubeApi()
     with pytest.raises(PermanentError, match="connect to Kubernetes: no usable Kubernetes configuration"):
         api.list("Deployment", "hiclaw", "a=b")
+
+
+def test_a_no_op_apply_writes_nothing_and_managers_keep_their_operation(kube_env: KubeEnv) -> None:
+    first = _apply(kube_env, _cm(kube_env, "ssa-noop", tier="a"), "first")
+    again = _apply(kube_env, _cm(kube_env, "ssa-noop", tier="a"), "first")
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    core = client.CoreV1Api(kube_env.raw.client())
+    raw = core.patch_namespaced_service_account(
+        "ssa-noop", kube_env.namespace, {"metadata": {"labels": {"other": "x"}}}, field_manager="kubectl",
+        _content_type="application/merge-patch+json", _preload_content=False)
+    merged = json.loads(raw.data)  # type: ignore[attr-defined]  # a raw response
+    operations = {m["manager"]: m["operation"] for m in merged["metadata"]["managedFields"]}
+    assert operations == {"first": "Apply", "kubectl": "Update"}
