@@ -58,6 +58,7 @@ class Approval:
     by: str = ""
     note: str = ""
     plan: dict[str, Any] | None = None  # the exact plan, while it may still be approved
+    event_id: str = ""  # the message asking for it (a reply to it may leave the ID out)
 
 
 @dataclass(slots=True)
@@ -221,9 +222,14 @@ class ChatOps:
         body = content.get("body")
         if content.get("msgtype") == "m.notice" or not isinstance(body, str):
             return None  # other bots' notices; a message redacted before we read it
-        text = addressed(body, self.conf.prefix)
         relation = content.get("m.relates_to") if isinstance(content.get("m.relates_to"), Mapping) else {}
         assert isinstance(relation, Mapping)
+        replied = relation.get("m.in_reply_to") if isinstance(relation.get("m.in_reply_to"), Mapping) else {}
+        assert isinstance(replied, Mapping)
+        text = addressed(without_fallback(body) if replied else body, self.conf.prefix)
+        asked = self.asked_in(str(replied.get("event_id") or ""))
+        if text is not None and asked and text.lower() in ("approve", "reject"):
+            text = f"{text} {asked}"  # a reply to the approval request names its ID
         if relation.get("rel_type") == "m.replace":
             new = content.get("m.new_content")
             new_body = new.get("body") if isinstance(new, Mapping) else None
@@ -265,6 +271,12 @@ class ChatOps:
             return Work(target, sender, f"(deleted) {done}", reply=f"`{done}` had already been carried out when "
                         "its message was deleted; deleting it undoes nothing", outcome="ignored")
         return None
+
+    def asked_in(self, event_id: str) -> str:
+        """The approval ID whose request is the event `event_id` ('' when none)."""
+        if not event_id:
+            return ""
+        return next((k for k, v in self.state.approvals.items() if v.get("event_id") == event_id), "")
 
     def may_command(self, sender: str) -> bool:
         allowed = set(self.conf.allowed) or {self.settings.admin_id}
@@ -314,12 +326,14 @@ class ChatOps:
         if records:
             self.record(records)
 
-    def say(self, text: str, to: str = "") -> None:
+    def say(self, text: str, to: str = "") -> str:
+        """Post a notice (a reply to event `to` when given); its event ID, '' when it could not be sent."""
         self.replies += 1
         try:
-            self.client.reply(REDACTOR.redact(text), to, key=f"{to}:{self.replies}:{time.time_ns()}")
+            return str(self.client.reply(REDACTOR.redact(text), to, key=f"{to}:{self.replies}:{time.time_ns()}"))
         except Exception as exc:
             event(logging.WARNING, "chat reply not sent", error=REDACTOR.redact(str(exc)))
+            return ""
 
     def record(self, records: list[CommandRecord]) -> None:
         """One status commit recording these commands (who, what, when, outcome)."""
@@ -366,6 +380,16 @@ class ChatOps:
         self.client.close()
 
 
+def without_fallback(body: str) -> str:
+    """A reply's own text: clients may quote the message replied to first (`> ...` lines, then a blank line)."""
+    lines = body.splitlines()
+    if not lines or not lines[0].startswith(">"):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).strip()
+
+
 def attach(settings: Settings, reconciler: Reconciler, poller: Any, *, wake: threading.Event,
            stop: threading.Event, listen: bool = True) -> ChatOps | None:
     """ChatOps for the daemon when the settings have a Matrix section and chatops enabled, else None."""
@@ -376,6 +400,14 @@ def attach(settings: Settings, reconciler: Reconciler, poller: Any, *, wake: thr
     except Exception as exc:  # no Matrix backend here: the daemon runs on without chat commands
         event(logging.ERROR, "chat commands unavailable", error=REDACTOR.redact(str(exc)))
         return None
+    good = reconciler.state.last_good_commit
+    tree = getattr(poller, "_tree", None)
+    if settings.chatops.level1_humans and good and callable(tree):
+        try:
+            assert isinstance(reconciler.pass_fn, GuardedPass)
+            reconciler.pass_fn.learn_from(tree(good), good)
+        except Exception as exc:  # learned at the next pass instead
+            event(logging.WARNING, "chat commands: level-1 Humans not known yet", error=REDACTOR.redact(str(exc)))
     event(logging.INFO, "chat commands", room=chat.room, listening=listen)
     return chat.start() if listen else chat
 

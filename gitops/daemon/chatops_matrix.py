@@ -92,15 +92,16 @@ class RoomClient:
         limited = bool(timeline.get("limited")) if isinstance(timeline, Mapping) and since else False
         return Batch(token, good, limited)
 
-    def reply(self, text: str, to: str = "", key: str = "") -> None:
-        """Post `text` as a notice, a reply to event `to` when given. `key` makes a retried send the same
-        transaction (the homeserver keeps one message)."""
+    def reply(self, text: str, to: str = "", key: str = "") -> str:
+        """Post `text` as a notice, a reply to event `to` when given; its event ID. `key` makes a retried send
+        the same transaction (the homeserver keeps one message)."""
         content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
         if to:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": to}}
         txn = "hiclaw-chatops-" + hashlib.sha256(f"{key or text}\0{to}".encode()).hexdigest()[:24]
-        self.session.call("PUT", f"{CLIENT}/rooms/{_q(self.resolve())}/send/m.room.message/{txn}",
-                          "reply in the admin room", body=content)
+        answer = self.session.call("PUT", f"{CLIENT}/rooms/{_q(self.resolve())}/send/m.room.message/{txn}",
+                                   "reply in the admin room", body=content)
+        return str(answer.get("event_id") or "")
 
     def close(self) -> None:
         self.backend.close()

@@ -112,15 +112,15 @@ class GuardedPass:
                 chat.say(f"approval {a.id} is void: {a.note}; nothing of it was applied")
 
     def _learn(self, result: ReconcileResult) -> None:
-        """Who the level-1 Humans are (they may command when chatops.level1_humans is on)."""
-        if result.read is None or not result.read.ok:
-            return
-        from gitops.compile.identities import human_mxid
+        if result.read is not None:
+            self.chat.level1 = level_one(result.read, self.inner.settings.server_name)
 
-        server = self.inner.settings.server_name
-        self.chat.level1 = frozenset(
-            human_mxid(r, server) for r in result.read.validation.org.resources()
-            if r.kind == "Human" and r.spec.get("permissionLevel") == 1)
+    def learn_from(self, tree: Any, commit: str) -> None:
+        """Who the level-1 Humans of `commit` are, before any pass of this daemon ran (a restart)."""
+        from gitops.pipeline import read_org
+
+        self.chat.level1 = level_one(read_org(tree, head=commit, server_name=self.inner.settings.server_name),
+                                     self.inner.settings.server_name)
 
     def _ask(self, result: ReconcileResult, commit: str) -> None:
         """When the prune guard stopped the plan: ask the room for an approval of exactly this plan."""
@@ -135,7 +135,7 @@ class GuardedPass:
         if not new:
             return
         prefix = chat.conf.prefix
-        chat.say("\n".join([
+        a.event_id = chat.say("\n".join([
             f"🛑 hiclaw-gitops: the prune guard stopped commit {commit[:12]}",
             f"Why: {'; '.join(reasons)}",
             f"Agents deleted: {_listed(agents)}",
@@ -143,8 +143,20 @@ class GuardedPass:
             closing_line(plan.counts()),
             f"Approval ID: {a.id}",
             f"To apply exactly this plan once: {prefix} approve {a.id} (until {_stamp(a.expires)}); to drop it: "
-            f"{prefix} reject {a.id}. A newer commit or a change of the live state voids it.",
+            f"{prefix} reject {a.id} (or reply to this message with {prefix} approve / reject). A newer commit "
+            "or a change of the live state voids it.",
         ]))
+        chat.put(a)
+
+
+def level_one(read: Any, server: str) -> frozenset[str]:
+    """The Matrix IDs of the level-1 Humans of a valid org (they may command when chatops.level1_humans is on)."""
+    if not read.ok:
+        return frozenset()
+    from gitops.compile.identities import human_mxid
+
+    return frozenset(human_mxid(r, server) for r in read.validation.org.resources()
+                     if r.kind == "Human" and r.spec.get("permissionLevel") == 1)
 
 
 def _stamp(t: float) -> str:

@@ -89,6 +89,18 @@ class Person:
             "msgtype": "m.text", "body": f"* {body}", "m.new_content": {"msgtype": "m.text", "body": body},
             "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}})
 
+    def answer(self, event_id: str, quoted: str, body: str) -> str:
+        """A Matrix reply to `event_id`, with the quote of it that many clients put first."""
+        fallback = "\n".join(f"> {line}" for line in quoted.splitlines())
+        return self._put("m.room.message", {"msgtype": "m.text", "body": f"{fallback}\n\n{body}",
+                                            "m.relates_to": {"m.in_reply_to": {"event_id": event_id}}})
+
+    def notice_id(self, part: str) -> str:
+        """The event ID of the reconciler's notice containing `part`."""
+        path = f"/_matrix/client/v3/rooms/{q(self.room_id)}/messages?dir=b&limit=500"
+        return next(str(e["event_id"]) for e in self.call("GET", path)["chunk"]
+                    if e["type"] == "m.room.message" and part in str((e.get("content") or {}).get("body", "")))
+
     def redact(self, event_id: str) -> str:
         path = (f"/_matrix/client/v3/rooms/{q(self.room_id)}/redact/{q(event_id)}/{uuid.uuid4().hex}")
         return str(self.call("PUT", path, {})["event_id"])

@@ -52,12 +52,13 @@ def test_a_guarded_deletion_approved_once_and_refused_for_a_level_two_human(home
         assert chat.approval(ident) is not None and chat.approval(ident).status == "pending"  # type: ignore[union-attr]
         assert stack.summary()["result"] == "Refused" and agent_exists(homeserver, admin, "w1")
 
-        approved = admin.reply_to(admin.send(f"!gitops approve {ident.lower()}"))
+        # The admin answers the request with a Matrix reply (quoting it, as clients do), leaving the ID out.
+        approved = admin.reply_to(admin.answer(admin.notice_id(f"Approval ID: {ident}"), request, "!gitops approve"))
         assert approved.startswith(f"approval {ident} by @admin:localhost: commit {second[:12]} applied once")
         assert stack.summary()["result"] == "Reconciled" and stack.summary()["commit"] == second
         assert not agent_exists(homeserver, admin, "w1") and not agent_exists(homeserver, admin, "w2")
 
-        again = admin.reply_to(admin.send(f"!gitops approve {ident}"))
+        again = admin.reply_to(admin.send(f"!gitops approve {ident.lower()}"))
         assert again.startswith(f"approval {ident} cannot be used: it was already used by @admin:localhost")
         assert "cannot be used" in admin.reply_to(admin.send(f"!gitops reject {ident}"))
         admin.reply_to(admin.send("!gitops sync"))  # a pass more: nothing left to apply, nothing twice

@@ -3,12 +3,25 @@ and every command recorded in status history (who, what, when, outcome)."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from deploy.synapse import Synapse
 from tests.git.gitutil import OrgRepo
 
-from .harness import ADMIN_PASSWORD, BOB_HUMAN, BOB_PASSWORD, Stack, admin_room, wait_for, worker
+from .harness import (
+    ADMIN_PASSWORD,
+    BOB_HUMAN,
+    BOB_PASSWORD,
+    Person,
+    Stack,
+    actor,
+    admin_room,
+    login,
+    q,
+    wait_for,
+    worker,
+)
 
 
 def test_commands_answered_refused_and_recorded(homeserver: Synapse, tmp_path: Path) -> None:
@@ -79,5 +92,32 @@ def test_a_flood_is_answered_once_and_carried_out_never(homeserver: Synapse, tmp
         records = wait_for(lambda: len(stack.commands()) >= 8 and stack.commands(), 30, "command records")
         assert [r["outcome"] for r in records] == ["done"] * 3 + ["refused"] * 5
         assert sum(len(admin.replies_to(e)) for e in sent[4:]) == 0
+    finally:
+        stack.halt()
+
+
+def test_level_one_humans_may_command_when_enabled(homeserver: Synapse, tmp_path: Path) -> None:
+    org = OrgRepo(tmp_path / "remote")
+    admin, bob = admin_room(homeserver)
+    password = "carol-" + secrets.token_hex(12)
+    homeserver.register("carol", password, admin=False)
+    carol = Person(homeserver, "@carol:localhost", login(homeserver, "carol", password), admin.room_id)
+    actor(homeserver).call("POST", f"/_matrix/client/v3/rooms/{q(admin.room_id)}/invite",
+                           {"user_id": carol.user_id})
+    carol.call("POST", f"/_matrix/client/v3/join/{q(admin.room_id)}", {})
+    carol_human = BOB_HUMAN.replace("bob", "carol").replace("Bob", "Carol").replace("permissionLevel: 2",
+                                                                                   "permissionLevel: 1")
+    stack = Stack(homeserver, org, tmp_path, admin.room_id, {"level1_humans": True})
+    first = org.commit_and_push("humans", {"workers/w1.yaml": worker("w1"), "humans/bob.yaml": BOB_HUMAN,
+                                           "humans/carol.yaml": carol_human})
+    stack.start()
+    try:
+        stack.wait_result(first, "Reconciled")
+        assert carol.reply_to(carol.send("!gitops status")).startswith("last run: Reconciled")
+        stack.halt()
+        stack.start()  # no new commit after the restart: the level-1 Humans are read from the last good one
+        assert carol.reply_to(carol.send("!gitops help")).startswith("hiclaw-gitops commands")
+        assert "may not command" in bob.reply_to(bob.send("!gitops status"))
+        assert sum("password" in b.lower() or password in b for _, b in carol.notices()) == 0
     finally:
         stack.halt()
