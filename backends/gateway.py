@@ -28,7 +28,7 @@ Nothing records a hash on the console: observations are compared with the desire
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from backends.gateway_http import DEFAULT_TIMEOUT, MISSING, ConsoleHTTP, UnexpectedAnswer, q, sub, text_list
@@ -93,8 +93,10 @@ class GatewayBackend:
         ours: set[str] = set()
         if wanted & {CONSUMER, AI_GRANT, MCP_GRANT}:
             consumers = self.http.items("/v1/consumers", "list consumers (observe)")
+            named = set(scope.names.get(CONSUMER, ())) | {
+                n.partition(":")[2] for t in (AI_GRANT, MCP_GRANT) for n in scope.names.get(t, ())}
             for item in consumers:
-                if self._owned(item):
+                if self._owned(item, named):
                     ours.add(str(item["name"]))
                     if CONSUMER in wanted:
                         seen = _consumer_seen(item, "list consumers (observe)")
@@ -118,23 +120,24 @@ class GatewayBackend:
         for type_, path, read in ((DOMAIN, "/v1/domains", _domain_spec), (SOURCE, "/v1/service-sources",
                                   _source_spec), (ROUTE, "/v1/routes", _route_spec)):
             if type_ in wanted:
-                named = scope.names.get(type_) or frozenset()  # these records carry no owner: stay with our names
+                asked = scope.names.get(type_) or frozenset()  # these records carry no owner: stay with our names
                 for item in self.http.items(path, f"list {type_}s (observe)"):
                     name = str(item.get("name", ""))
-                    if name.startswith(EXPOSE_PREFIX) and (not named or name in named):
+                    if name.startswith(EXPOSE_PREFIX) and (not asked or name in asked):
                         key = make_key(Provider.GATEWAY, type_, name)
                         out[key] = Observed(key, read(item), None, fingerprint=str(item.get("version") or ""))
         if scope.exact:
             out = {k: v for k, v in out.items() if scope.wants(k)}
         return dict(sorted(out.items()))
 
-    def _owned(self, consumer: Mapping[str, Any]) -> bool:
-        """Whether a consumer is ours: its key-auth key is the one our secret store holds for its name."""
+    def _owned(self, consumer: Mapping[str, Any], named: Iterable[str] = ()) -> bool:
+        """Whether a consumer is ours: its key-auth key is the one our secret store holds for its name. Without
+        a secret store (an offline look) there is no proof: the names the engine asked about are taken as ours."""
         name = consumer.get("name")
         if not isinstance(name, str) or not name:
             return False
-        if self.ctx.secrets is None:  # no secret store (an offline look): the name is all there is to go by
-            return True
+        if self.ctx.secrets is None:
+            return name in set(named)
         try:
             key = self.ctx.secrets.get(key_secret(name))
         except KeyError:  # no key stored under this name (SecretMissing): we never made it
@@ -201,7 +204,7 @@ class GatewayBackend:
         found = self.http.get(f"/v1/consumers/{q(obj.name)}", f"read consumer {obj.name}")
         if found is None:
             return Outcome.UNCHANGED
-        if not self._owned(found):
+        if not self._owned(found, [obj.name]):
             raise PermanentError(f"{obj.key}: the consumer {obj.name!r} on the gateway is not ours (its key is not "
                                  "the one this reconciler issued); it is left alone")
         gone = self.http.call("DELETE", f"/v1/consumers/{q(obj.name)}", f"delete consumer {obj.name}")

@@ -221,3 +221,21 @@ def test_a_write_whose_answer_is_lost_is_read_again_not_repeated_blind(rec: Reco
     assert rec.key_is_ours("worker-gwtest-web")
     assert rec.site.route_allowed(QWEN).count("worker-gwtest-web") == 1
     assert rec.site.mcp_allowed("gwtest-github").count("worker-gwtest-web") == 1
+
+
+def test_without_a_secret_store_only_the_names_asked_about_are_taken_as_ours(rec: Reconciler,
+                                                                             fake: FakeHigress) -> None:
+    o = objs(rec)
+    backend = rec.backend()
+    try:
+        backend.apply(o["consumer"], "create", None, rec.secrets.resolve)
+        backend.apply(o["ai-route-grant"], "create", None, rec.secrets.resolve)
+    finally:
+        backend.close()
+    rec.site.grant_by_hand(QWEN, rec.site.plant_consumer("gwtest-partner"))
+    blind = fast(GatewayBackend(BackendContext(settings=rec.settings)))  # an offline look: no secret store
+    try:
+        seen = blind.observe(Scope({"consumer": frozenset(), "ai-route-grant": frozenset({o["ai-route-grant"].name})}))
+    finally:
+        blind.close()
+    assert set(seen) == {o["consumer"].key, o["ai-route-grant"].key}  # never the partner nor its grant
