@@ -137,6 +137,10 @@ def _port(port: Mapping[str, Any]) -> tuple[int, str]:
 # Observation ---------------------------------------------------------------------------------------------
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _str_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
 
@@ -155,20 +159,20 @@ class Workload:
 
     @classmethod
     def of(cls, item: Mapping[str, Any], companions: Iterable[str]) -> Workload:
-        meta = item.get("metadata") or {}
-        spec = item.get("spec") if isinstance(item.get("spec"), Mapping) else {}
-        template = ((spec.get("template") or {}).get("spec") or {}) if isinstance(spec, Mapping) else {}
-        containers = template.get("containers") if isinstance(template, Mapping) else None
-        first = containers[0] if isinstance(containers, list) and containers and isinstance(containers[0],
-                                                                                             Mapping) else {}
-        replicas = spec.get("replicas", 1) if isinstance(spec, Mapping) else 1
+        # Any field may have any shape (anyone may have written the object): a wrong one counts as absent,
+        # and the record is then not trusted (recorded_hash None), so the next apply writes it again.
+        meta = _map(item.get("metadata"))
+        spec = _map(item.get("spec"))
+        containers = _map(_map(spec.get("template")).get("spec")).get("containers")
+        first = _map(containers[0]) if isinstance(containers, list) and containers else {}
+        replicas = spec.get("replicas", 1)
         return cls(
             name=str(meta.get("name") or ""),
             uid=str(meta.get("uid") or ""),
             labels=_str_map(meta.get("labels")),
             annotations=_str_map(meta.get("annotations")),
             image=str(first.get("image") or ""),
-            replicas=replicas if isinstance(replicas, int) else 1,
+            replicas=replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else 1,
             companions=frozenset(companions),
         )
 

@@ -185,3 +185,24 @@ def test_a_no_op_apply_writes_nothing_and_managers_keep_their_operation(kube_env
     merged = json.loads(raw.data)  # type: ignore[attr-defined]  # a raw response
     operations = {m["manager"]: m["operation"] for m in merged["metadata"]["managedFields"]}
     assert operations == {"first": "Apply", "kubectl": "Update"}
+
+
+def test_a_deployment_of_the_wrong_shape_is_not_trusted(fake_env: KubeEnv) -> None:
+    """Someone rewrote our Deployment with fields of shapes the API would not give: observation does not fail,
+    the record is not trusted, and the next apply writes it again."""
+    assert fake_env.cluster is not None
+    backend = fake_env.backend()
+    resolve = secret_resolver()
+    try:
+        obj = fake_env.desired("shapes", state="Running")
+        backend.apply(obj, "create", None, resolve)
+        key = ("deployments", fake_env.namespace, obj.name)
+        with fake_env.cluster.lock:
+            fake_env.cluster.objects[key]["spec"]["template"] = ["not", "a", "mapping"]
+            fake_env.cluster.objects[key]["spec"]["replicas"] = "one"
+        seen = backend.observe(type_scope(backend.types))[obj.key]
+        assert seen.recorded_hash is None and seen.spec["image"] == ""
+        assert backend.apply(obj, "update", seen, resolve).outcome.value == "configured"
+        assert backend.observe(type_scope(backend.types))[obj.key].recorded_hash == obj.hash
+    finally:
+        backend.close()
