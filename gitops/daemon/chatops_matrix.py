@@ -50,6 +50,7 @@ class RoomClient:
         self.actor: str = str(self.backend.actor)
         self.room = room
         self.room_id = room if room.startswith("!") else ""
+        self.request_timeout = float(settings.matrix.timeout or 30.0)
 
     def resolve(self) -> str:
         if not self.room_id:
@@ -77,8 +78,9 @@ class RoomClient:
 
     def sync(self, since: str, timeout: float) -> Batch:
         """New events since `since` (waiting up to `timeout` s); with no token, only the position to start from."""
+        wait = min(timeout, max(1.0, self.request_timeout - 5))  # the long poll ends before the request times out
         params = {"filter": self._filter(TIMELINE_LIMIT if since else 0), "set_presence": "offline",
-                  "timeout": str(int(timeout * 1000) if since else 0)}
+                  "timeout": str(int(wait * 1000) if since else 0)}
         if since:
             params["since"] = since
         answer = self.session.call("GET", f"{CLIENT}/sync", "sync (chat commands)", params=params)

@@ -104,3 +104,23 @@ def test_deleted_and_edited_commands_and_an_expired_approval(homeserver: Synapse
         assert wait_for(lambda: [i for i in approval_ids(admin) if i != ident], 30, "a new approval request")
     finally:
         stack.halt()
+
+
+def test_a_command_older_than_max_age_is_answered_not_carried_out(homeserver: Synapse, tmp_path: Path) -> None:
+    org = OrgRepo(tmp_path / "remote")
+    admin, _ = admin_room(homeserver)
+    stack = Stack(homeserver, org, tmp_path, admin.room_id, {"max_age": 3.0})
+    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
+    stack.start()
+    try:
+        stack.wait_result(first, "Reconciled")
+        stack.halt()
+        old = admin.send("!gitops suspend")
+        time.sleep(3.5)
+        chat = stack.start()
+        assert "not carried out: this was sent" in admin.reply_to(old)
+        assert not chat.suspended
+        records = {r["eventId"]: r["outcome"] for r in stack.commands()}
+        assert records[old] == "ignored"
+    finally:
+        stack.halt()
