@@ -273,7 +273,8 @@ class DesiredState:
     objects: Mapping[str, ManagedObject]
     providers: frozenset[Provider]
     access: Any = None  # gitops.compile.access.AccessReport
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # what the settings leave out (meaningless in an offline plan)
+    warnings: tuple[str, ...] = field(default=())  # about the org itself (an agent whose model no route serves)
 
     def by_provider(self, provider: Provider) -> list[ManagedObject]:
         return [o for o in self.objects.values() if o.provider is provider]

@@ -139,7 +139,9 @@ def plan(
         access = access_report.diff(current.access, desired.access) if desired.access is not None else None
         new_org = org_snapshot(read.validation.org.resources())
         guard = prune_guard(desired, current, settings.prune, new_org)
-        warnings = list(desired.notes) if not all_providers else []
+        # What the settings leave out is no news in an offline plan (every provider is planned there); what is
+        # wrong with the org itself is news in every plan.
+        warnings = [*(desired.notes if not all_providers else ()), *desired.warnings]
         # Validation warnings reach every view of the plan (a PR comment included), not only the terminal.
         warnings += [f"{d.file}:{d.line}: {d.code}: {d.message}" for d in read.validation.diagnostics
                      if d.severity.value == "warning"]

@@ -119,7 +119,7 @@ def _assemble(chart: Chart, settings: Settings, results: list[UnitResult]) -> De
         manager=ids.manager_id or "",
         domain=ids.domain,
     )
-    return DesiredState.of(objects, enabled, access=access, notes=notes(settings) + warnings)
+    return DesiredState.of(objects, enabled, access=access, notes=notes(settings), warnings=warnings)
 
 
 def notes(settings: Settings) -> tuple[str, ...]:

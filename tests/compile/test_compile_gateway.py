@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 from gitops.settings.model import GatewaySettings, Route
 
@@ -40,7 +41,7 @@ def test_consumers_are_granted_exactly_the_routes_serving_their_model() -> None:
         worker("alice", model="qwen3.6-plus"), worker("bob", model="claude-sonnet-4-6"), settings=TWO_ROUTES
     )
     assert keys(state, "gateway/ai-route-grant/") == {"qwen:worker-alice", "claude:worker-bob"}
-    assert not state.notes or not any("no route" in n for n in state.notes)
+    assert not any("no route" in n for n in (*state.notes, *state.warnings))
 
 
 def test_changing_the_model_moves_the_grant() -> None:
@@ -56,8 +57,23 @@ def test_changing_the_model_moves_the_grant() -> None:
 def test_a_model_no_route_serves_is_a_warning_and_no_grant() -> None:
     state = compiled(worker("alice", model="gpt-5"), settings=TWO_ROUTES)
     assert not keys(state, "gateway/ai-route-grant/")
-    warnings = [n for n in state.notes if "worker-alice" in n]
+    warnings = [n for n in state.warnings if "worker-alice" in n]
     assert len(warnings) == 1 and "gpt-5" in warnings[0] and "Worker/alice" in warnings[0]
+
+
+def test_a_model_no_route_serves_is_warned_about_in_an_offline_plan_too(tmp_path: Path) -> None:
+    """Offline plans (pull requests) plan every provider and drop what the settings leave out, but an agent
+    whose model no configured route serves is news there too."""
+    from gitops import pipeline
+    from gitops.plan import baseline
+    from gitops.source.files import DirectorySource
+
+    (tmp_path / "alice.yaml").write_text(
+        "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata: {name: alice}\nspec: {model: gpt-5}\n")
+    read = pipeline.read_org(DirectorySource(tmp_path))
+    plan = pipeline.plan(read, TWO_ROUTES, baseline.empty(), all_providers=True)
+    assert [w for w in plan.warnings if "gpt-5" in w and "Worker/alice" in w]
+    assert not [w for w in plan.warnings if "section in settings" in w]
 
 
 def test_gateway_mcp_urls_grant_the_consumer_on_the_server() -> None:
