@@ -244,16 +244,16 @@ class ChatOps:
         if age > self.conf.max_age:
             return Work(ident, sender, shown, reply=f"not carried out: this was sent {int(age // 60)} min ago, "
                         "while I was not listening; send it again if it still applies", outcome="ignored")
-        if not self.may_command(sender):
-            return Work(ident, sender, shown, reply=f"{sender} may not command hiclaw-gitops here; nothing was "
-                        "done (chatops.allowed in the reconciler's settings lists who may)", outcome="refused")
-        if self.flooding(sender):
+        if self.flooding(sender):  # anyone's flood, so that refusals cannot flood the room either
             last = self.flood_told.get(sender, 0.0)
             if self.clock() - last < 60:
                 return Work(ident, sender, shown, outcome="refused")  # recorded, answered once per minute
             self.flood_told[sender] = self.clock()
             return Work(ident, sender, shown, outcome="refused", reply=f"too many commands (more than "
                         f"{self.conf.per_minute} a minute): this one and the next ones this minute are ignored")
+        if not self.may_command(sender):
+            return Work(ident, sender, shown, reply=f"{sender} may not command hiclaw-gitops here; nothing was "
+                        "done (chatops.allowed in the reconciler's settings lists who may)", outcome="refused")
         try:
             command = parse(text, self.conf.prefix)
         except BadCommand as exc:
@@ -293,9 +293,16 @@ class ChatOps:
     # The loop's side ----------------------------------------------------------------------------------
 
     def poll(self, inner: Callable[[], PollOutcome]) -> PollOutcome:
-        """The daemon's poll: carry out waiting commands first, then poll as usual."""
-        self.run_pending(inner)
-        return inner()
+        """The daemon's poll: carry out waiting commands first, then poll as usual — unless a command just
+        did (its outcome is this poll's, so a failed pass is not run twice in a row)."""
+        polled: list[PollOutcome] = []
+
+        def once() -> PollOutcome:
+            polled.append(inner())
+            return polled[-1]
+
+        self.run_pending(once)
+        return polled[-1] if polled else inner()
 
     def run_pending(self, inner: Callable[[], PollOutcome]) -> None:
         records: list[CommandRecord] = []

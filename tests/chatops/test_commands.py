@@ -79,7 +79,7 @@ def test_commands_answered_refused_and_recorded(homeserver: Synapse, tmp_path: P
 
 def test_a_flood_is_answered_once_and_carried_out_never(homeserver: Synapse, tmp_path: Path) -> None:
     org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
+    admin, bob = admin_room(homeserver)
     stack = Stack(homeserver, org, tmp_path, admin.room_id, {"per_minute": 3})
     first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
     stack.start()
@@ -92,6 +92,12 @@ def test_a_flood_is_answered_once_and_carried_out_never(homeserver: Synapse, tmp
         records = wait_for(lambda: len(stack.commands()) >= 8 and stack.commands(), 30, "command records")
         assert [r["outcome"] for r in records] == ["done"] * 3 + ["refused"] * 5
         assert sum(len(admin.replies_to(e)) for e in sent[4:]) == 0
+        # Someone who may not command cannot make the reconciler flood the room with refusals either.
+        refused = [bob.send("!gitops sync") for _ in range(6)]
+        assert "too many commands" in bob.reply_to(refused[3])
+        assert all("may not command" in bob.reply_to(e) for e in refused[:3])
+        wait_for(lambda: len(stack.commands()) >= 14, 30, "the refusals' records")
+        assert sum(len(bob.replies_to(e)) for e in refused) == 4
     finally:
         stack.halt()
 
