@@ -44,6 +44,7 @@ BUCKET, OBJECT, AREA, USER = "bucket", "object", "area", "user"
 INSTANCE_META = "hiclaw-gitops-instance"
 HASH_META = "hiclaw-gitops-hash"
 ARCHIVE = "archive"
+_WRITES = frozenset({"PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CreateBucket"})
 _TRANSIENT_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Busy"})
 
 
@@ -94,7 +95,8 @@ class StorageBackend:
             raise StorageError("storage.endpoint is not set: the storage backend needs the S3 endpoint (host:port)")
         self.sleep = sleep
         self._lock = threading.Lock()
-        self.requests = 0  # S3 requests made (the benchmark reads it); IAM ones are counted by the IAM client
+        self.requests = 0  # S3 requests made (the benchmark reads them); identity ones are counted by their client
+        self.writes = 0
         self._s3: Any = None
         self._identity: Any = None
 
@@ -136,13 +138,20 @@ class StorageBackend:
     def identity_requests(self) -> int:
         return int(getattr(self._identity, "requests", 0))
 
+    @property
+    def identity_writes(self) -> int:
+        return int(getattr(self._identity, "writes", 0))
+
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """One S3 call with the shared retry rules; every failure named by its request, never a traceback."""
         from minio.error import InvalidResponseError, S3Error, ServerError
 
+        write = what.split(" ", 1)[0] in _WRITES
+
         def once() -> Any:
             with self._lock:
                 self.requests += 1
+                self.writes += write
             try:
                 return fn()
             except S3Error as exc:
@@ -298,7 +307,7 @@ class StorageBackend:
         ident = self.identity
         rt = obj.name
         spec = resolve(obj.spec)
-        existed = rt in ident.users()
+        existed = before is not None or action != "create"  # a create that finds one (a cut-short pass) adopts it
         ident.create_user(rt)
         # The secret is write-only: every apply of a user sets it, replacing the key (a rotation, a lost key).
         # The key before the policy: MinIO has no user until it has a key, and a key without a policy can do nothing.

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from backends.storage_sigv4 import SigV4
-from gitops.providers.errors import PermanentError, call_with_retries, raise_for_response
+from gitops.providers.errors import PermanentError, TransientError, call_with_retries, raise_for_response
 
 IAM_VERSION = "2010-05-08"
 POLICY_VERSION = "2012-10-17"
@@ -68,13 +68,18 @@ class IAM:
         self.attempts = attempts
         self.sleep = sleep
         self.requests = 0
+        self.writes = 0
 
-    def call(self, action: str, what: str, params: Mapping[str, str], missing_ok: bool = False) -> ET.Element | None:
+    def call(self, action: str, what: str, params: Mapping[str, str], missing_ok: bool = False,
+             attempts: int = 0) -> ET.Element | None:
         """One IAM action; its parsed answer, or None when `missing_ok` and the entity does not exist."""
         label = f"IAM {action} {what}".strip()
 
+        write = not action.startswith(("List", "Get"))
+
         def once() -> ET.Element | None:
             self.requests += 1
+            self.writes += write
             response = self.http.post(self.url, data={"Action": action, "Version": IAM_VERSION, **params},
                                       auth=self.auth)
             if missing_ok and response.status_code == 404:
@@ -87,7 +92,7 @@ class IAM:
             except ET.ParseError:
                 raise PermanentError(f"{label}: the answer is not XML ({len(response.content)} bytes)") from None
 
-        kw: dict[str, Any] = {"attempts": self.attempts}
+        kw: dict[str, Any] = {"attempts": attempts or self.attempts}
         if self.sleep is not None:
             kw["sleep"] = self.sleep
         return call_with_retries(once, **kw)
@@ -139,9 +144,9 @@ class IAM:
 
     def create_user(self, user: str) -> None:
         try:
-            self.call("CreateUser", user, {"UserName": user})
-        except PermanentError as exc:
-            if "EntityAlreadyExists" not in str(exc) and "409" not in str(exc):
+            self.call("CreateUser", user, {"UserName": user}, attempts=1)
+        except (PermanentError, TransientError) as exc:  # 409 EntityAlreadyExists: a pass cut short made it
+            if "EntityAlreadyExists" not in str(exc):
                 raise
 
     def put_key(self, user: str, access_key: str, secret_key: str, replace: bool) -> None:

@@ -60,14 +60,18 @@ class MinioIdentities:
         self.sleep = sleep
         self.attempts = attempts
         self.requests = 0
+        self.writes = 0
 
     def call(self, what: str, fn: Callable[[], str], missing_ok: bool = False) -> str | None:
         from minio.error import MinioAdminException
 
         label = f"MinIO admin {what}"
 
+        write = not what.startswith(("list-", "user-info", "info-"))
+
         def once_inner() -> str | None:
             self.requests += 1
+            self.writes += write
             try:
                 return fn()
             finally:

@@ -16,8 +16,8 @@ from backends.storage import StorageBackend
 from deploy.seaweedfs import SeaweedFS
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
-from gitops.objects import Provider
-from gitops.pipeline import ReconcileResult, reconcile
+from gitops.objects import Provider, secret_refs
+from gitops.pipeline import ReconcileResult, desired_state, read_org, reconcile
 from gitops.providers.protocol import BackendContext
 from gitops.settings.model import PruneSettings, Settings, StorageSettings
 from gitops.source.files import DirectorySource
@@ -51,6 +51,13 @@ class Site:
         for rt in names:
             if self.secrets.peek(f"matrix/{rt}/token") is None:
                 self.secrets.put(f"matrix/{rt}/token", "syt_" + secrets.token_hex(8))
+
+    def seed_matrix_tokens_of_org(self) -> int:
+        """As seed_matrix_tokens, for every token the compiled org refers to; how many."""
+        names = {ref for obj in desired_state(read_org(DirectorySource(self.org)), self.settings).objects.values()
+                 for ref in secret_refs(obj.spec) if ref.startswith("matrix/") and ref.endswith("/token")}
+        self.seed_matrix_tokens(sorted(n.split("/")[1] for n in names))
+        return len(names)
 
     def reconcile(self, *, check: bool = True) -> ReconcileResult:
         result = reconcile(DirectorySource(self.org), self.settings, store=self.state, secrets=self.secrets,

@@ -153,7 +153,7 @@ def test_a_5xx_storm_is_bounded_and_named(admin: Admin) -> None:
     secret = secrets.token_hex(24)
     with pytest.raises(TransientError) as caught:
         admin.backend.apply(user("gina"), "create", None, resolver(secret))
-    assert str(caught.value).startswith("MinIO admin list-users: HTTP 500")
+    assert str(caught.value).startswith("MinIO admin add-user for gina: HTTP 500")
     assert len(fake.faults) < 50 and secret not in str(caught.value)
 
 
@@ -179,5 +179,5 @@ def test_wrong_admin_credentials_are_refused_by_name_without_the_key(admin: Admi
     finally:
         backend.close()
     message = str(caught.value)
-    assert message.startswith("MinIO admin list-users: HTTP 403")
+    assert message.startswith("MinIO admin add-user for ivan: HTTP 403 InvalidAccessKeyId")
     assert secret not in message and "wrong" not in message
