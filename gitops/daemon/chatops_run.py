@@ -22,7 +22,8 @@ from gitops.status.outcome import planned_only, to_pass_result
 from gitops.views.text import closing_line
 
 if TYPE_CHECKING:
-    from gitops.daemon.chatops import Approval, ChatOps
+    from gitops.daemon.chatops import ChatOps
+    from gitops.daemon.chatops_state import Approval
 
 MAX_LISTED = 25
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
