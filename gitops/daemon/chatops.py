@@ -35,6 +35,7 @@ from gitops.daemon.reconciler import Reconciler
 from gitops.settings.load import REDACTOR
 from gitops.settings.model import Settings
 from gitops.status.model import CommandRecord, now_iso
+from gitops.status.store import COMMAND_SUBJECT
 
 log = logging.getLogger("hiclaw_gitops.chatops")
 HANDLED_KEPT = 2000  # event IDs remembered (replays are recent events)
@@ -300,8 +301,8 @@ class ChatOps:
         if store is None:
             return
         first = records[0]
-        subject = (f"chatops: {first.sender} `{first.command}` → {first.outcome}" if len(records) == 1
-                   else f"chatops: {len(records)} commands, the first `{first.command}` by {first.sender}")
+        subject = (f"{COMMAND_SUBJECT} {first.sender} `{first.command}` → {first.outcome}" if len(records) == 1
+                   else f"{COMMAND_SUBJECT} {len(records)} commands, the first `{first.command}` by {first.sender}")
         try:
             fetch = getattr(store, "fetch", None)
             if callable(fetch):

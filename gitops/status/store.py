@@ -31,6 +31,8 @@ from gitops.source.git import (
 from gitops.status.model import RunSummary, StatusSnapshot
 from gitops.status.render import RESULT_TRAILER, SUMMARY_FILE, commit_message, parse_tree, render
 
+COMMAND_SUBJECT = "chatops:"  # the first word of a status commit that records chat commands
+
 
 class StatusStore(Protocol):
     """Where status lives: a git branch (or path), or a plain directory in watch mode."""
@@ -228,12 +230,15 @@ class GitStatusStore:
         s = RunSummary.from_dict(data)
         errors, warnings = counts(s.diagnostics)
         phases = data.get("phases") if isinstance(data.get("phases"), Mapping) else {}
+        subject = commit.message.splitlines()[0] if commit.message else ""
+        committed = datetime.fromtimestamp(commit.commit_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        command = subject.startswith(COMMAND_SUBJECT)  # chat commands recorded (docs/chatops.md), not a run
         return StatusEntry(
             status_commit=str(commit.id),
             reconciled_commit=trailers.get(RECONCILED_TRAILER, "").strip(),
-            result=trailers.get(RESULT_TRAILER, s.result).strip(),
-            time=s.time or datetime.fromtimestamp(commit.commit_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            subject=commit.message.splitlines()[0] if commit.message else "",
+            result="Command" if command else trailers.get(RESULT_TRAILER, s.result).strip(),
+            time=committed if command else s.time or committed,
+            subject=subject,
             phases={str(k): int(v) for k, v in (phases or {}).items() if isinstance(v, int)},
             errors=errors,
             warnings=warnings,

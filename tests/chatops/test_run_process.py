@@ -3,6 +3,7 @@ process answers, records the command in status history, and stops cleanly on SIG
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,12 @@ def test_the_run_command_listens_answers_and_records(homeserver: Synapse, tmp_pa
             assert "may not command" in bob.reply_to(bob.send("!gitops suspend"), 60)
             wait_for(lambda: "chatops: @bob:localhost `suspend` → refused" in
                      org.bare_git("log", "--format=%s", "hiclaw-status"), 30, "the refusal's status commit")
+            history = subprocess.run([sys.executable, "-m", "gitops", "history", "--settings", str(settings),
+                                      "--format", "json"], capture_output=True, text=True, env=env, check=False)
+            entries = json.loads(history.stdout)
+            commands = [e for e in entries if e["result"] == "Command"]
+            assert commands and commands[0]["subject"].startswith("chatops: ")
+            assert any(e["result"] == "Reconciled" and e["reconciledCommit"] == first for e in entries)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(60)
