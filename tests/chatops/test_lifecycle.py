@@ -9,7 +9,7 @@ from deploy.synapse import Synapse
 from tests.git.gitutil import OrgRepo
 
 from .harness import Stack, admin_room, approval_ids, wait_for, worker
-from .test_approvals import NONE, TWO, agent_exists
+from .test_approvals import NONE, TWO, agent_exists, passes
 
 
 def test_suspend_stops_applying_while_status_goes_on_and_resume_applies(homeserver: Synapse,
@@ -122,5 +122,27 @@ def test_a_command_older_than_max_age_is_answered_not_carried_out(homeserver: Sy
         assert not chat.suspended
         records = {r["eventId"]: r["outcome"] for r in stack.commands()}
         assert records[old] == "ignored"
+    finally:
+        stack.halt()
+
+
+def test_an_approval_outlives_a_restart_and_is_not_asked_for_twice(homeserver: Synapse, tmp_path: Path) -> None:
+    org = OrgRepo(tmp_path / "remote")
+    admin, _ = admin_room(homeserver)
+    stack = Stack(homeserver, org, tmp_path, admin.room_id)
+    first = org.commit_and_push("two workers", TWO)
+    stack.start()
+    try:
+        stack.wait_result(first, "Reconciled")
+        second = org.commit_and_push("remove both", NONE)
+        stack.wait_result(second, "Refused")
+        ident = wait_for(lambda: approval_ids(admin), 60, "the approval request")[0]
+        stack.halt()
+        stack.start()  # the refused commit is planned again at start: the same plan, the same approval
+        wait_for(lambda: passes(org, "Refused", second) == 2, 60, "the pass after the restart")
+        assert approval_ids(admin) == [ident]
+        approved = admin.reply_to(admin.send(f"!gitops approve {ident}"))
+        assert approved.startswith(f"approval {ident} by @admin:localhost: commit {second[:12]} applied once")
+        assert not agent_exists(homeserver, admin, "w1")
     finally:
         stack.halt()
