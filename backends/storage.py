@@ -106,11 +106,15 @@ class StorageBackend:
     def s3(self) -> Any:
         if self._s3 is None:
             from minio import Minio
+            from urllib3 import PoolManager, Retry, Timeout
 
             endpoint = self.settings.endpoint.split("://", 1)[-1].rstrip("/")
+            # No retries inside the SDK's pool: call_with_retries is the one retry path.
+            pool = PoolManager(timeout=Timeout(connect=10, read=60), retries=Retry(total=0, redirect=0),
+                               maxsize=max(4, self.settings.concurrency))
             self._s3 = Minio(endpoint, read_credential(self.settings, "access"),
                              read_credential(self.settings, "secret"), secure=self.settings.secure,
-                             region=self.settings.region)
+                             region=self.settings.region, http_client=pool)
         return self._s3
 
     @property

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from backends.storage_sigv4 import SigV4
-from gitops.providers.errors import PermanentError, TransientError, call_with_retries, raise_for_response
+from gitops.providers.errors import PermanentError, TransientError, call_with_retries, classify, raise_for_response
 
 IAM_VERSION = "2010-05-08"
 POLICY_VERSION = "2012-10-17"
@@ -80,8 +80,11 @@ class IAM:
         def once() -> ET.Element | None:
             self.requests += 1
             self.writes += write
-            response = self.http.post(self.url, data={"Action": action, "Version": IAM_VERSION, **params},
-                                      auth=self.auth)
+            try:
+                response = self.http.post(self.url, data={"Action": action, "Version": IAM_VERSION, **params},
+                                          auth=self.auth)
+            except httpx.TransportError as exc:  # the store is down or cut the connection: worth retrying
+                raise TransientError(f"{label}: {classify(exc).reason}") from None
             if missing_ok and response.status_code == 404:
                 return None
             if response.status_code >= 400 and b"NoSuchEntity" in response.content and missing_ok:

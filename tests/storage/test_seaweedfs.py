@@ -115,6 +115,34 @@ def test_a_second_pass_writes_nothing(site: Site) -> None:
     assert after == before
 
 
+def test_a_rotated_credential_rewrites_exactly_the_files_carrying_it(site: Site) -> None:
+    admin, bucket = site.admin(), site.storage.bucket
+    before = {o.object_name: o.etag for o in admin.list_objects(bucket, recursive=True)}
+    site.secrets.put("matrix/fe-dev/token", "syt_rotated_" + "0" * 8)
+    result = site.reconcile()
+    assert result.plan is not None
+    assert [c.key for c in result.plan.changes if c.action != "noop"] == ["storage/object/agents/fe-dev/openclaw.json"]
+    after = {o.object_name: o.etag for o in admin.list_objects(bucket, recursive=True)}
+    assert {k for k in after if after[k] != before.get(k)} == {"agents/fe-dev/openclaw.json"}
+    config = json.loads(read(admin, bucket, "agents/fe-dev/openclaw.json"))
+    assert config["channels"]["matrix"]["accessToken"].startswith("syt_rotated_")
+
+
+def test_files_an_agent_writes_are_never_touched_and_a_foreign_key_is_refused(site: Site) -> None:
+    bucket, admin = site.storage.bucket, site.admin()
+    me = site.agent("fe-qa")
+    assert attempt(put, me, bucket, "agents/fe-qa/memory/today.md", b"mine") == "ok"
+    put(admin, bucket, "shared/tasks/.keep", b"someone else's")  # drops our label: no longer ours
+    result = site.reconcile(check=False)
+    failed = {s.key: s.message for s in result.run.failed} if result.run else {}
+    assert list(failed) == ["storage/object/shared/tasks/.keep"]
+    assert "was not written by" in failed["storage/object/shared/tasks/.keep"]
+    assert read(admin, bucket, "shared/tasks/.keep") == b"someone else's"
+    assert read(admin, bucket, "agents/fe-qa/memory/today.md") == b"mine"
+    admin.remove_object(bucket, "shared/tasks/.keep")  # gone: the next pass writes ours again
+    site.reconcile()
+
+
 def test_no_generated_key_in_any_file_or_state(site: Site) -> None:
     values = [v for v in site.secret_values() if len(v) >= 16]
     assert values
@@ -144,3 +172,20 @@ def test_a_deleted_agent_is_archived_and_its_keys_stop_working(site: Site) -> No
     assert attempt(lambda: put(me, bucket, f"agents/{rt}/again.txt")) in DENIED
     assert attempt(lambda: read(me, bucket, "shared/knowledge/.keep")) in DENIED
     assert site.reconcile().plan is not None
+
+
+def test_purge_storage_removes_an_area_without_archive(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    s = Site(seaweed, tmp_path, purge=True)
+    try:
+        s.seed_matrix_tokens_of_org()
+        s.reconcile()
+        for human in ("sam", "chen"):
+            path = s.org / f"humans/{human}.yaml"
+            path.write_text(path.read_text().replace("accessibleWorkers: [docs-writer]", "accessibleWorkers: []"))
+        (s.org / "workers/docs-writer.yaml").unlink()
+        s.reconcile()
+        keys = [o.object_name for o in s.admin().list_objects(s.storage.bucket, recursive=True)]
+        assert not [k for k in keys if "agents/docs-writer/" in k]
+        assert not [k for k in keys if k.startswith("archive/")]
+    finally:
+        s.close()
