@@ -117,6 +117,8 @@ def environment(chart: Chart | Identities, agent: Agent, settings: Settings) -> 
         env["HICLAW_MATRIX_URL"] = settings.matrix.agents_url
     if settings.storage and settings.storage.agents_endpoint:
         env["HICLAW_FS_ENDPOINT"] = settings.storage.agents_endpoint
+    if settings.storage:
+        env["HICLAW_STORAGE_PREFIX"] = settings.storage.agents_prefix
     if settings.gateway:
         env["HICLAW_AI_GATEWAY_URL"] = settings.gateway.ai_gateway_url
     if storage_users(settings):

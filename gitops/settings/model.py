@@ -129,6 +129,7 @@ class MatrixSettings:
 class StorageSettings:
     endpoint: str = ""
     agent_endpoint: str = ""
+    agent_prefix: str = ""  # HICLAW_STORAGE_PREFIX: the agents' mc alias and bucket; empty means hiclaw/<bucket>
     secure: bool = False
     region: str = "us-east-1"
     bucket: str = "hiclaw-storage"
@@ -144,6 +145,11 @@ class StorageSettings:
     def identity_api(self) -> str:
         """The identity API for per-agent users and policies, "" when there is none."""
         return self.identity or ("minio-admin" if self.admin_api else "")
+
+    @property
+    def agents_prefix(self) -> str:
+        """The storage prefix agents are given (HICLAW_STORAGE_PREFIX): their `mc` alias, then the bucket."""
+        return self.agent_prefix or f"hiclaw/{self.bucket}"
 
     @property
     def agents_endpoint(self) -> str:

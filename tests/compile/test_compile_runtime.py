@@ -60,6 +60,7 @@ def test_worker_environment_as_upstream_with_secret_references() -> None:
         "HICLAW_FS_ACCESS_KEY": "al",
         "HICLAW_FS_SECRET_KEY": "secret://storage/al/secret-key",
         "HICLAW_FS_BUCKET": "hiclaw-storage",
+        "HICLAW_STORAGE_PREFIX": "hiclaw/hiclaw-storage",
         "HICLAW_MATRIX_DOMAIN": "matrix-local.hiclaw.io:8080",
         "HICLAW_AI_GATEWAY_URL": "http://aigw-local.hiclaw.io:8080",
         "OPENCLAW_DISABLE_BONJOUR": "1",

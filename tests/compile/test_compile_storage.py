@@ -221,6 +221,10 @@ def test_agents_get_the_agent_facing_endpoints_not_the_reconcilers() -> None:
         "http://synapse.internal:8008",
         "seaweed.internal:9000",
     )
+    assert env["HICLAW_STORAGE_PREFIX"] == "hiclaw/hiclaw-storage"
+    custom = replace(settings, storage=StorageSettings(agent_prefix="store/agents-bucket"))
+    assert spec(compiled(worker("alice"), settings=custom),
+                "runtime/container/hiclaw-worker-alice")["env"]["HICLAW_STORAGE_PREFIX"] == "store/agents-bucket"
     everything = json.dumps([spec(state, key) for key in state.objects])
     assert "127.0.0.1" not in everything
     # Without the agent-facing setting, agents get the reconciler's own URL.
