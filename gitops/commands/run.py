@@ -121,6 +121,13 @@ def _serve(
                                          key="source.webhook_secret")
     except SecretError as exc:
         return _fail([exc.diagnostic], args.color)
+    from gitops.daemon.leader import elector_from_settings
+
+    try:  # before anything starts: a bad setting stops the command, not a half-started daemon
+        leader = elector_from_settings(settings)
+    except ValueError as exc:
+        print(f"hiclaw-gitops: leader_election: {exc}", file=sys.stderr)
+        return 1
 
     poll: Callable[[], PollOutcome]
     if args.watch:
@@ -166,8 +173,10 @@ def _serve(
                   listen=not args.once)  # commands in the admin's room (docs/chatops.md)
     if chat is not None:
         poll = partial(chat.poll, poll)
+    if leader is not None:
+        leader.start()  # campaigns in its own thread; the daemon polls only while this replica leads
     daemon = Daemon(poll, interval=settings.source.poll_interval, jitter=settings.source.jitter,
-                    backoff_max=settings.source.backoff_max, health=health, stop=stop, wake=wake)
+                    backoff_max=settings.source.backoff_max, health=health, stop=stop, wake=wake, leader=leader)
     if args.watch:
         watch_directory(args.watch, wake, stop)
     try:
@@ -180,6 +189,8 @@ def _serve(
         return code
     finally:
         stop.set()
+        if leader is not None:
+            leader.stop()  # hands the lease over at once
         if chat is not None:
             chat.close()
         if server is not None:

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubeharness import KubeEnv
@@ -204,3 +205,35 @@ def test_elector_from_settings(kube_env: KubeEnv) -> None:
     bad = Settings(leader_election=LeaderElectionSettings(enabled=True, renew_deadline=20.0))
     with pytest.raises(ValueError, match="renew_deadline"):
         elector_from_settings(bad, {"POD_NAME": "x"})
+
+
+def test_run_campaigns_for_the_lease_and_reconciles_as_leader(kube_env: KubeEnv, lease_name: str,
+                                                               tmp_path: Path) -> None:
+    """`hiclaw-gitops run` with leader_election on: it takes the Lease under its identity, reconciles as the
+    leader, and hands the Lease back when it stops."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    org = tmp_path / "org"
+    org.mkdir()
+    (org / "alice.yaml").write_text("apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata: {name: alice}\n"
+                                    "spec: {model: qwen3.6-plus}\n")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({
+        "state_dir": str(tmp_path / "state"),
+        "leader_election": {"enabled": True, "lease_name": lease_name, "namespace": kube_env.namespace,
+                            "identity": "replica-a"},
+    }))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HICLAW_GITOPS_")}
+    done = subprocess.run([sys.executable, "-m", "gitops", "run", "--once", "--watch", str(org), "--settings",
+                           str(settings)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lease = kube_env.raw.get("Lease", kube_env.namespace, lease_name)
+    assert lease is not None, "the daemon never took the Lease"
+    spec = lease.get("spec") or {}
+    assert spec.get("holderIdentity") in ("", None)  # released on stop: a standby takes over at once
+    assert any((tmp_path / "state" / "status").rglob("*.yaml")), "no pass was reconciled and recorded"
