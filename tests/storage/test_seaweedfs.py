@@ -110,7 +110,9 @@ def test_least_privilege_with_each_agents_own_credentials(site: Site) -> None:
 def test_a_second_pass_writes_nothing(site: Site) -> None:
     admin = site.admin()
     before = {o.object_name: o.etag for o in admin.list_objects(site.storage.bucket, recursive=True)}
+    writes = site.backend.writes + site.backend.identity_writes
     result = site.reconcile()
+    assert site.backend.writes + site.backend.identity_writes == writes  # not one S3 or IAM write
     assert result.plan is not None
     assert [c.key for c in result.plan.changes if c.action != "noop"] == []
     after = {o.object_name: o.etag for o in admin.list_objects(site.storage.bucket, recursive=True)}
