@@ -21,15 +21,15 @@ nothing.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from gitops.providers.errors import PermanentError, TransientError, call_with_retries, raise_for_response, redact
+from backends.http_service import ServiceHTTP
+from backends.http_service import UnexpectedAnswer as UnexpectedAnswer  # re-exported: the backend raises it
+from gitops.providers.errors import PermanentError, raise_for_response
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
@@ -44,39 +44,18 @@ MISSING: Final = _Missing()
 """What `call` returns for an item the console does not have (404 with an empty body, or 502 NotFoundException)."""
 
 
-class UnexpectedAnswer(PermanentError):
-    """The console answered with something its API does not describe (not JSON, no envelope, the wrong shape)."""
 
 
 def q(value: str) -> str:
     return quote(value, safe="")
 
 
-class ConsoleHTTP:
-    """One Higress console: base URL, an httpx client with Basic auth, retry policy, request counters."""
+class ConsoleHTTP(ServiceHTTP):
+    """One Higress console: base URL, an httpx client with Basic auth, retry policy, request counters.
+    `retrying(step)` runs a whole read-modify-write step: a conflict (409) runs it again from its read, so the
+    write is always based on the record's newest version."""
 
-    def __init__(self, base_url: str, client: httpx.Client, *, attempts: int = 5, backoff: float = 0.5,
-                 backoff_max: float = 10.0, deadline: float = 120.0) -> None:
-        self.base = base_url.rstrip("/")
-        self.client = client
-        self.attempts = max(1, attempts)
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.deadline = deadline
-        self._lock = threading.Lock()
-        self.reads = 0
-        self.writes = 0
-        self.retried = 0
-
-    def reset_counters(self) -> None:
-        with self._lock:
-            self.reads = self.writes = self.retried = 0
-
-    def retrying(self, step: Callable[[], T]) -> T:
-        """Run a whole read-modify-write `step` with bounded retries: a conflict (409) runs it again from its
-        read, so the write is always based on the record's newest version."""
-        return call_with_retries(step, attempts=self.attempts, base=self.backoff, cap=self.backoff_max,
-                                 deadline=time.monotonic() + self.deadline)
+    service = "the Higress console"
 
     def call(self, method: str, path: str, what: str, body: Any = None) -> Any:
         """One request, retried when transient; the unwrapped data, or MISSING for a missing item."""
@@ -84,16 +63,8 @@ class ConsoleHTTP:
 
     def once(self, method: str, path: str, what: str, body: Any = None) -> Any:
         """One request, not retried (for steps that retry as a whole)."""
-        with self._lock:
-            if method == "GET":
-                self.reads += 1
-            else:
-                self.writes += 1
-        try:
-            response = self.client.request(method, self.base + path, json=body)
-        except httpx.HTTPError as exc:
-            raise TransientError(f"{what}: {type(exc).__name__} talking to the Higress console at {self.base}"
-                                 f"{': ' + redact(str(exc)) if str(exc) else ''}") from None
+        self.count(write=method != "GET")
+        response = self.send(method, path, what, json=body)
         return self._answer(method, response, what)
 
     def _answer(self, method: str, response: httpx.Response, what: str) -> Any:
@@ -109,12 +80,7 @@ class ConsoleHTTP:
             raise_for_response(response, what)
         if status == 204 or not response.content.strip():
             return None
-        try:
-            answer = json.loads(response.content)
-        except (ValueError, RecursionError):
-            excerpt = " ".join(response.content[:120].decode("utf-8", errors="replace").split())
-            raise UnexpectedAnswer(f"{what}: the console answered HTTP {status} with something that is not JSON "
-                                   f"({redact(excerpt)!r})") from None
+        answer = self.json_of(response, what)
         if method != "GET":
             return answer  # POST and PUT answer with the raw object
         if not isinstance(answer, Mapping) or "data" not in answer:

@@ -15,8 +15,6 @@ no-op pass writes nothing.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -24,12 +22,11 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     import httpx
 
+from backends.http_service import ServiceHTTP
+from backends.http_service import UnexpectedAnswer as UnexpectedAnswer  # re-exported: the backend raises it
 from gitops.providers.errors import (
     PermanentError,
-    TransientError,
-    call_with_retries,
     raise_for_response,
-    redact,
 )
 
 CLIENT = "/_matrix/client/v3"
@@ -47,8 +44,6 @@ class MatrixError(PermanentError):
         self.auth = dict(auth or {})  # user-interactive auth: session, flows, completed (registration)
 
 
-class UnexpectedAnswer(PermanentError):
-    """The homeserver answered with something its API does not describe (not JSON, or the wrong shape)."""
 
 
 def q(value: str) -> str:
@@ -79,26 +74,19 @@ def field(answer: Mapping[str, Any], name: str, kind: type, what: str) -> Any:
     return value
 
 
-class MatrixHTTP:
-    """One homeserver: base URL, an httpx client, retry policy, request counters."""
+class MatrixHTTP(ServiceHTTP):
+    """One homeserver: base URL, an httpx client, retry policy, request counters (logins counted apart)."""
 
-    def __init__(self, base_url: str, client: httpx.Client, *, attempts: int = 5, backoff: float = 0.5,
-                 backoff_max: float = 10.0, deadline: float = 120.0) -> None:
-        self.base = base_url.rstrip("/")
-        self.client = client
-        self.attempts = max(1, attempts)
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.deadline = deadline
-        self._lock = threading.Lock()
-        self.reads = 0
-        self.writes = 0
+    service = "the homeserver"
+
+    def __init__(self, base_url: str, client: httpx.Client, **policy: Any) -> None:
+        super().__init__(base_url, client, **policy)
         self.logins = 0
-        self.retried = 0
 
     def reset_counters(self) -> None:
+        super().reset_counters()
         with self._lock:
-            self.reads = self.writes = self.logins = self.retried = 0
+            self.logins = 0
 
     def request(
         self,
@@ -144,29 +132,16 @@ class MatrixHTTP:
         def once() -> Any:
             attempt[0] += 1
             if attempt[0] > 1:
+                self.count_retry()
+            if path.endswith("/login"):
                 with self._lock:
-                    self.retried += 1
-            self._count(method, path, read_only)
-            import httpx  # here, not at the top: reading the backend's traits must not import it
-
-            try:
-                response = self.client.request(method, self.base + path, headers=headers, json=body, params=params)
-            except httpx.HTTPError as exc:
-                raise TransientError(f"{what}: {type(exc).__name__} talking to the homeserver at {self.base}"
-                                     f"{': ' + redact(str(exc)) if str(exc) else ''}") from None
+                    self.logins += 1
+            else:
+                self.count(write=not (method == "GET" or read_only))
+            response = self.send(method, path, what, headers=headers, json=body, params=params)
             return self._answer(response, what)
 
-        return call_with_retries(once, attempts=self.attempts, base=self.backoff, cap=self.backoff_max,
-                                 deadline=time.monotonic() + self.deadline)
-
-    def _count(self, method: str, path: str, read_only: bool) -> None:
-        with self._lock:
-            if path.endswith("/login"):
-                self.logins += 1
-            elif method == "GET" or read_only:
-                self.reads += 1
-            else:
-                self.writes += 1
+        return self.retrying(once)
 
     def _answer(self, response: httpx.Response, what: str) -> Any:
         if response.status_code >= 400:
@@ -179,16 +154,7 @@ class MatrixHTTP:
                 message = str(exc) if not auth else f"{what}: HTTP {response.status_code} (authentication needed)"
                 raise MatrixError(message, errcode if isinstance(errcode, str) else "", response.status_code,
                                   auth) from None
-        try:
-            answer = json.loads(response.content or b"{}")
-        except (ValueError, RecursionError):
-            excerpt = " ".join(response.content[:120].decode("utf-8", errors="replace").split())
-            raise UnexpectedAnswer(f"{what}: the homeserver answered HTTP {response.status_code} with something "
-                                   f"that is not JSON ({redact(excerpt)!r})") from None
-        return answer
-
-    def close(self) -> None:
-        self.client.close()
+        return self.json_of(response, what)
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

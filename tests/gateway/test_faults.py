@@ -138,8 +138,8 @@ def test_a_grant_on_a_route_that_does_not_exist_is_refused_by_name(rec: Reconcil
     ("body", "expected"),
     [
         ({"items": []}, "list consumers (observe): the console's answer has no `data` envelope"),
-        (b"<html>proxy error</html>", "list consumers (observe): the console answered HTTP 200 with something that "
-                                      "is not JSON"),
+        (b"<html>proxy error</html>", "list consumers (observe): the Higress console answered HTTP 200 with "
+                                      "something that is not JSON"),
         ({"success": True, "data": {"name": "x"}}, "list consumers (observe): the console's `data` is not a list"),
         ({"success": True, "data": [{"name": "x", "credentials": "nope"}]}, None),
     ],
