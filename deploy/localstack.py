@@ -358,9 +358,16 @@ class LocalStack:
         return cls(state, [engine, StandInImages(engine), homeserver(state), object_store(state)])
 
     def up(self, say: Any = print) -> Path:
-        """Ensure every component; write and return the settings file."""
+        """Ensure every component; write and return the settings file. A component that cannot start is a
+        StackError naming it (never a traceback)."""
+        from deploy.seaweedfs import SeaweedFSError
+        from deploy.synapse import SynapseError
+
         for component in self.components:
-            say(component.ensure())
+            try:
+                say(component.ensure())
+            except (SynapseError, SeaweedFSError, OSError) as exc:
+                raise StackError(f"{getattr(component, 'name', type(component).__name__)}: {exc}") from None
         return write_settings(self.state_dir)
 
     def down(self, say: Any = print) -> None:

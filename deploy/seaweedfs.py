@@ -57,6 +57,11 @@ class SeaweedFS:
     wait: float = 60.0
     name: str = "object store"
 
+    def __post_init__(self) -> None:
+        # Absolute: the server runs with its data folder as working directory, and the demo's is relative.
+        self.data_dir = Path(self.data_dir).resolve()
+        self.venv = Path(self.venv).resolve()
+
     @property
     def weed(self) -> Path:
         return self.venv / "bin" / "weed"

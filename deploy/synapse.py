@@ -101,6 +101,11 @@ class Synapse:
     admin_password: Callable[[], str] | None = None  # the Global Admin's password (from the secret store)
     name: str = "matrix homeserver"
 
+    def __post_init__(self) -> None:
+        # Absolute: the server runs with its data folder as working directory, and the demo's is relative.
+        self.data_dir = Path(self.data_dir).resolve()
+        self.venv = Path(self.venv).resolve()
+
     # Files ---------------------------------------------------------------------------------------------
 
     @property

@@ -109,3 +109,32 @@ def test_stand_in_image_logs_its_name_and_stops_at_once(docker_client: Any, imag
         assert api.inspect_container(created["Id"])["State"]["ExitCode"] == 0  # its trap ran: no SIGKILL
     finally:
         api.remove_container(created["Id"], force=True)
+
+
+def test_launchers_work_from_a_relative_state_dir(tmp_path: Path, monkeypatch: Any) -> None:
+    """`bash deploy/demo.sh` passes `.hiclaw-local`: the servers run with their data folder as working directory,
+    so a relative path written into their configuration would point inside itself."""
+    from deploy.seaweedfs import SeaweedFS
+    from deploy.synapse import Synapse
+
+    monkeypatch.chdir(tmp_path)
+    for launcher in (Synapse(Path(".hiclaw-local/synapse")), SeaweedFS(Path(".hiclaw-local/s3"))):
+        assert launcher.data_dir.is_absolute() and launcher.data_dir == tmp_path / ".hiclaw-local" / \
+            launcher.data_dir.name
+
+
+def test_a_component_that_cannot_start_is_a_stack_error_naming_it(tmp_path: Path) -> None:
+    from deploy.localstack import LocalStack, StackError
+
+    class Broken:
+        name = "matrix homeserver"
+
+        def ensure(self) -> str:
+            raise FileNotFoundError(2, "No such file or directory", "homeserver.yaml")
+
+        def stop(self) -> str:
+            return ""
+
+    stack = LocalStack(tmp_path, [Broken()])  # type: ignore[list-item]
+    with pytest.raises(StackError, match=r"matrix homeserver: .*homeserver\.yaml"):
+        stack.up(say=lambda line: None)
