@@ -135,6 +135,6 @@ def test_a_component_that_cannot_start_is_a_stack_error_naming_it(tmp_path: Path
         def stop(self) -> str:
             return ""
 
-    stack = LocalStack(tmp_path, [Broken()])  # type: ignore[list-item]
+    stack = LocalStack(tmp_path, [Broken()])
     with pytest.raises(StackError, match=r"matrix homeserver: .*homeserver\.yaml"):
         stack.up(say=lambda line: None)
