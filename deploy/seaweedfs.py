@@ -13,10 +13,8 @@ address but 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -25,13 +23,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.synapse import free_port, write_private
+from deploy.process import alive, cache_venv, free_port, read_pid, spawn, stop, tail, write_private
 
 SEAWEEDFS_VERSION = "4.48"
 VENV_ENV = "HICLAW_SEAWEEDFS_VENV"  # where the virtualenv lives (default: the product's cache folder)
 ACCESS_KEY_FILE = "s3-admin-access-key"
 SECRET_KEY_FILE = "s3-admin-secret-key"
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class SeaweedFSError(Exception):
@@ -39,13 +36,7 @@ class SeaweedFSError(Exception):
 
 
 def default_venv() -> Path:
-    configured = os.environ.get(VENV_ENV)
-    if configured:
-        return Path(configured)
-    explicit = os.environ.get("HICLAW_GITOPS_CACHE_DIR")
-    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cache = Path(explicit) if explicit else xdg / "hiclaw-gitops"
-    return cache / f"seaweedfs-{SEAWEEDFS_VERSION}"
+    return cache_venv(f"seaweedfs-{SEAWEEDFS_VERSION}", VENV_ENV)
 
 
 @dataclass
@@ -159,24 +150,17 @@ class SeaweedFS:
             f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", f"-admin.port={ports['admin']}",
             f"-s3.localSocket={self.data_dir / 's3.sock'}",
         ]
-        with self.log_file.open("ab") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       cwd=self.data_dir, env=env, start_new_session=True)
+        pid = spawn(command, log_file=self.log_file, pid_file=self.pid_file, cwd=self.data_dir, env=env)
         self.port_file.write_text(f"{ports['s3']}\n", encoding="utf-8")
-        self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
-        _CHILDREN[process.pid] = process
-        return process.pid
+        return pid
 
     def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.pid_file)
 
     def answers(self, timeout: float = 2.0) -> bool:
         """Whether S3 answers at all (an unsigned ListBuckets is refused with 403 once the server is up)."""
         pid = self.pid()
-        if not self.port or pid is None or not _alive(pid):
+        if not self.port or pid is None or not alive(pid):
             return False
         try:
             with urllib.request.urlopen(f"http://{self.endpoint}/", timeout=timeout):
@@ -190,58 +174,12 @@ class SeaweedFS:
         deadline = time.monotonic() + self.wait
         while not self.answers():
             pid = self.pid()
-            if time.monotonic() > deadline or pid is None or not _alive(pid):
+            if time.monotonic() > deadline or pid is None or not alive(pid):
                 raise SeaweedFSError(
                     f"{self.name}: S3 did not answer at {self.endpoint} within {self.wait:.0f} s"
-                    f"{'' if pid is not None and _alive(pid) else ' (the process exited)'}; last lines of "
-                    f"{self.log_file}:\n{_tail(self.log_file)}")
+                    f"{'' if pid is not None and alive(pid) else ' (the process exited)'}; last lines of "
+                    f"{self.log_file}:\n{tail(self.log_file)}")
             time.sleep(0.2)
 
     def stop(self) -> str:
-        pid = self.pid()
-        if pid is None or not _alive(pid) or not _is_weed(pid):
-            self.pid_file.unlink(missing_ok=True)
-            return f"{self.name}: not running"
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-        self.pid_file.unlink(missing_ok=True)
-        return f"{self.name}: stopped (pid {pid})"
-
-
-def _alive(pid: int) -> bool:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _reap(pid: int) -> None:
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=5)
-
-
-def _is_weed(pid: int) -> bool:
-    try:
-        return b"weed" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return pid in _CHILDREN
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        return stop(self.pid_file, b"weed", self.name, grace=15)

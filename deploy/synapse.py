@@ -22,11 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from deploy.process import alive, cache_venv, free_port, kill, read_pid, spawn, stop, tail, write_private
 
 SYNAPSE_VERSION = "1.163.2"
 VENV_ENV = "HICLAW_SYNAPSE_VENV"  # where the virtualenv lives (default: the user's cache directory)
@@ -65,28 +64,7 @@ class SynapseError(Exception):
 
 
 def default_venv() -> Path:
-    configured = os.environ.get(VENV_ENV)
-    if configured:
-        return Path(configured)
-    explicit = os.environ.get("HICLAW_GITOPS_CACHE_DIR")  # the product's cache folder (docs/settings.md)
-    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cache = Path(explicit) if explicit else xdg / "hiclaw-gitops"
-    return cache / f"synapse-{SYNAPSE_VERSION}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret file readable by its owner only (created 0600, never briefly wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+    return cache_venv(f"synapse-{SYNAPSE_VERSION}", VENV_ENV)
 
 
 @dataclass
@@ -256,21 +234,11 @@ class Synapse:
 
     def start(self) -> int:
         """Start the server in its own session (it outlives this process and ignores the terminal's Ctrl-C)."""
-        with self.log_file.open("ab") as out:
-            process = subprocess.Popen(
-                [str(self.python), "-m", "synapse.app.homeserver", "-c", str(self.config_file)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.data_dir,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
-        _CHILDREN[process.pid] = process  # reaped by stop()/kill(), whichever launcher object calls them
-        return process.pid
+        return spawn([str(self.python), "-m", "synapse.app.homeserver", "-c", str(self.config_file)],
+                     log_file=self.log_file, pid_file=self.pid_file, cwd=self.data_dir)
 
     def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.pid_file)
 
     def answers(self, timeout: float = 2.0) -> bool:
         if not self.config_file.exists():
@@ -287,11 +255,11 @@ class Synapse:
         deadline = time.monotonic() + self.wait
         while not self.answers():
             pid = self.pid()
-            if time.monotonic() > deadline or (pid is not None and not _alive(pid)):
+            if time.monotonic() > deadline or (pid is not None and not alive(pid)):
                 raise SynapseError(
                     f"{self.name}: did not answer at {self.url}/health within {self.wait:.0f} s"
-                    f"{'' if pid is None or _alive(pid) else f' (pid {pid} exited)'}; last lines of "
-                    f"{self.log_file}:\n{_tail(self.log_file)}"
+                    f"{'' if pid is None or alive(pid) else f' (pid {pid} exited)'}; last lines of "
+                    f"{self.log_file}:\n{tail(self.log_file)}"
                 )
             time.sleep(0.25)
         token = self.actor_token()
@@ -303,28 +271,11 @@ class Synapse:
         raise SynapseError(f"{self.name}: background updates still running after {self.wait:.0f} s")
 
     def stop(self) -> str:
-        pid = self.pid()
-        if pid is None or not _alive(pid) or not _is_synapse(pid):
-            self.pid_file.unlink(missing_ok=True)
-            return f"{self.name}: not running"
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-        self.pid_file.unlink(missing_ok=True)
-        return f"{self.name}: stopped (pid {pid})"
+        return stop(self.pid_file, b"synapse.app.homeserver", self.name, grace=30)
 
     def kill(self) -> None:
         """SIGKILL the server (a crash, for tests)."""
-        pid = self.pid()
-        if pid is not None and _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
-            while _alive(pid):
-                time.sleep(0.05)
+        kill(self.pid_file)
 
     def restart(self) -> None:
         self.stop()
@@ -414,43 +365,3 @@ class Synapse:
         """Stop the server and delete its data directory (tests)."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-# Servers started by this process, by pid: the demo starts one with one launcher object and stops it with
-# another, and a Popen dropped while its server runs would be reported as a leak.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _reap(pid: int) -> None:
-    process = _CHILDREN.pop(pid, None)
-    if process is not None:
-        process.wait(timeout=10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _is_synapse(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"synapse.app.homeserver" in cmdline
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
