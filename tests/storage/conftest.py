@@ -4,21 +4,11 @@ test module. An object store that cannot be installed or started FAILS the tests
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from s3site import start
 
-from deploy.seaweedfs import SeaweedFS, SeaweedFSError
-
-
-def start(root: Path) -> SeaweedFS:
-    store = SeaweedFS(root / "weed")
-    try:
-        store.ensure()
-    except SeaweedFSError as exc:
-        store.stop()
-        pytest.fail(f"SEAWEEDFS UNAVAILABLE — the storage tests need a real object store: {exc}", pytrace=False)
-    return store
+from deploy.seaweedfs import SeaweedFS
 
 
 @pytest.fixture(scope="module")

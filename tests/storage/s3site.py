@@ -9,11 +9,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from minio import Minio
 from minio.error import S3Error
 
 from backends.storage import StorageBackend
-from deploy.seaweedfs import SeaweedFS
+from deploy.seaweedfs import SeaweedFS, SeaweedFSError
 from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
 from gitops.objects import Provider, secret_refs
@@ -113,3 +114,14 @@ def read(client: Minio, bucket: str, key: str) -> bytes:
 
 def put(client: Minio, bucket: str, key: str, body: bytes = b"x") -> Any:
     return client.put_object(bucket, key, io.BytesIO(body), len(body))
+
+
+def start(root: Path) -> SeaweedFS:
+    """A running SeaweedFS in `root`; one that cannot be installed or started FAILS the test, never skips it."""
+    store = SeaweedFS(root / "weed")
+    try:
+        store.ensure()
+    except SeaweedFSError as exc:
+        store.stop()
+        pytest.fail(f"SEAWEEDFS UNAVAILABLE — the storage tests need a real object store: {exc}", pytrace=False)
+    return store

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import start
+from s3site import start
 
 from backends.storage import StorageBackend, StorageError
 from backends.storage_iam import IAM
