@@ -28,7 +28,7 @@ from typing import Any
 
 from backends.kubernetes_api import KubeApi
 from backends.kubernetes_objects import LABEL_MANAGED_BY
-from gitops.apply.secrets import SecretError, SecretMissing, SecretStore, generator_for
+from gitops.apply.secrets import SecretError, SecretMissing, SecretStore, generate
 from gitops.settings.load import REDACTOR
 
 LABEL_STORE = "hiclaw.io/secret-store"
@@ -96,12 +96,7 @@ class KubeSecretStore(SecretStore):
             value = self._read(name)
             if value is not None:
                 return value
-            generate = generator_for(name)
-            if generate is None:
-                what = "it is an output of the object that produces it (not applied yet)" if name.endswith(
-                    "/token") else "its name has no generator"
-                raise SecretMissing(f"secret {name!r} does not exist yet and is not generated: {what}")
-            value = generate()
+            value = generate(name)
             self._write(name, value)
         REDACTOR.add(value)
         return value

@@ -67,10 +67,20 @@ class SecretMissing(SecretError, KeyError):
 
 
 def generator_for(name: str) -> Callable[[], str] | None:
-    for pattern, generate in GENERATORS:
+    for pattern, make in GENERATORS:
         if pattern.fullmatch(name):
-            return generate
+            return make
     return None
+
+
+def generate(name: str) -> str:
+    """A new value for a secret whose name has a known shape; SecretMissing says why one cannot be made."""
+    generator = generator_for(name)
+    if generator is None:
+        what = "it is an output of the object that produces it (not applied yet)" if name.endswith(
+            "/token") else "its name has no generator"
+        raise SecretMissing(f"secret {name!r} does not exist yet and is not generated: {what}")
+    return generator()
 
 
 def consumed_digest(names: Iterable[str], lookup: Callable[[str], str | None]) -> str:
@@ -206,12 +216,7 @@ class SecretStore:
             value = self._read(name)
             if value is not None:
                 return value
-            generate = generator_for(name)
-            if generate is None:
-                what = "it is an output of the object that produces it (not applied yet)" if name.endswith(
-                    "/token") else "its name has no generator"
-                raise SecretMissing(f"secret {name!r} does not exist yet and is not generated: {what}")
-            value = generate()
+            value = generate(name)
             self._db.execute("INSERT INTO secrets(name, value, nonce) VALUES (?, ?, ?)",
                              (name, *self._seal(name, value)))
         REDACTOR.add(value)
