@@ -14,6 +14,12 @@ set (created / configured / unchanged / deleted / skipped / failed), not excepti
 - **Journal and inventory.** Each step is journalled before it starts and after it ends. A successful
   create/update/replace is recorded in the inventory, a successful delete forgotten (a failed delete stays).
   Steps a killed run left unfinished are closed by the next run, which has re-planned against live state.
+- **Fence.** Before every write step, of every provider, the executor asks the process's write fence
+  (`gitops.daemon.leader.may_write`: true unless a leader election runs and this replica does not lead). A
+  replica that lost the lease — a leader paused past its renew deadline and woken up — writes nothing more:
+  the step is skipped (its journal entry stays in flight, closed as interrupted by a later run, never as
+  failed), nothing new starts, nothing is verified, and the run is refused as not leading. The new leader
+  converges. With no election running the check is a lock and a comparison.
 - **Verify.** Every touched provider is observed again: each applied object must be present with the hash
   it was applied with (or, where the store keeps none, the spec), each deleted one absent. A mismatch is a
   failure, never a success. Messages are scrubbed of every secret value the process knows.
@@ -36,6 +42,7 @@ from gitops.apply.observe import ignored_fields, scopes, spec_matches
 from gitops.apply.result import RunResult, Status, StepResult
 from gitops.apply.secrets import SecretStore, consumed_digest
 from gitops.apply.state import StateStore
+from gitops.daemon.leader import NotLeading, may_write
 from gitops.objects import ManagedObject, Provider, secret_refs
 from gitops.plan.model import Action, Change, Plan
 from gitops.providers.errors import classify
@@ -57,6 +64,7 @@ log = logging.getLogger("hiclaw_gitops.apply")
 log.addHandler(logging.NullHandler())  # a command prints the change set itself; a daemon configures handlers
 
 APPLY_ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE)
+NOT_LEADING = "not written: this replica does not hold the leader lease (any more); the leader applies it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,7 @@ class _Attempt:
     duration: float
     result: ApplyResult | None = None
     obj: ManagedObject | None = None  # the object as applied (its consumed digest taken just before)
+    fenced: bool = False  # not attempted (or stopped) because this replica does not lead
 
 
 def execute(
@@ -208,6 +217,7 @@ class _Executor:
         self.remaining: dict[str, int] = {}  # tasks per provider without a result yet
         self.verifying: set[str] = set()  # providers whose verification has started (or was not needed)
         self.verified = True
+        self.fenced = False  # this replica lost the lease during the run: nothing more is written or verified
 
     # Run ---------------------------------------------------------------------------------------------
 
@@ -227,13 +237,15 @@ class _Executor:
         self._build(active)
         self._schedule()
         for provider in sorted(self.by_provider):  # verification that could not start during the run
-            if provider not in self.verifying:
+            if provider not in self.verifying and not self.fenced:
                 self.verifying.add(provider)
                 if self._touched(provider):
                     self._check(provider, self._observe(provider))
         steps = [*self.results.values(), *unchanged]
-        result = RunResult(self.run_id, self.plan.head, _sorted(steps), self.verified, time.monotonic() - started,
-                           "", resumed)
+        if self.fenced:
+            log.warning("run %s stopped: %s", self.run_id, NOT_LEADING)
+        result = RunResult(self.run_id, self.plan.head, _sorted(steps), self.verified and not self.fenced,
+                           time.monotonic() - started, NOT_LEADING if self.fenced else "", resumed)
         log.info("run %s: %s", self.run_id, ", ".join(f"{n} {s}" for s, n in result.counts().items() if n))
         return result
 
@@ -356,7 +368,7 @@ class _Executor:
         pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
         try:
             while True:
-                if self.stop.is_set():
+                if self.stop.is_set() or self._lost_lease():
                     self._skip_unstarted()
                 for provider, heap in self.ready.items():
                     while heap and in_flight[provider] < self.options.limit(provider):
@@ -375,7 +387,7 @@ class _Executor:
                         running[pool.submit(self._attempt, task, deadline)] = (key, deadline)
                         in_flight[provider] += 1
                 for provider, count in self.remaining.items():
-                    if count == 0 and provider not in self.verifying:
+                    if count == 0 and provider not in self.verifying and not self.fenced:
                         self.verifying.add(provider)
                         if self._touched(provider):
                             checking[pool.submit(self._observe, provider)] = provider
@@ -420,11 +432,21 @@ class _Executor:
         task = self.tasks[key]
         heapq.heappush(self.ready.setdefault(task.provider, []), (-self.heights.get(key, 0), task.index, key))
 
+    def _lost_lease(self) -> bool:
+        """Whether the write fence says no (sticky: a replica that lost the lease stays fenced for this run)."""
+        if not self.fenced and not may_write():
+            self.fenced = True
+        return self.fenced
+
     def _skip_unstarted(self) -> None:
         for key, task in self.tasks.items():
             if key not in self.results and key not in self.started:
-                reason = "stopped before it started (a newer commit pre-empted the run)" if self.stop.is_set() \
-                    else "never became ready"
+                if self.fenced:
+                    reason = NOT_LEADING
+                elif self.stop.is_set():
+                    reason = "stopped before it started (a newer commit pre-empted the run)"
+                else:
+                    reason = "never became ready"
                 self._set(task.change, Status.SKIPPED, reason)
 
     def _attempt(self, task: _Task, deadline: float) -> _Attempt:
@@ -433,6 +455,8 @@ class _Executor:
         started = time.monotonic()
         attempts = 0
         while True:
+            if not may_write():  # asked before every write, retries included
+                return _Attempt(None, attempts, NOT_LEADING, time.monotonic() - started, fenced=True)
             attempts += 1
             try:
                 if task.change.action is Action.DELETE:
@@ -444,6 +468,8 @@ class _Executor:
                     raise PermanentError(f"the {task.provider} backend returned {type(result).__name__}, "
                                          "not an ApplyResult")
                 return _Attempt(Outcome(result.outcome), attempts, "", time.monotonic() - started, result, obj)
+            except NotLeading:  # an adapter's own fence (the lease was lost during this call)
+                return _Attempt(None, attempts, NOT_LEADING, time.monotonic() - started, fenced=True)
             except Exception as exc:
                 verdict = classify(exc)
                 transient, retry_after = verdict.transient, verdict.retry_after
@@ -502,6 +528,11 @@ class _Executor:
             problem = self._outputs(task, attempt.result)
             if problem:
                 attempt = replace(attempt, outcome=None, message=problem)
+        if attempt.fenced:  # not a failure of the change: its journal entry stays in flight
+            self.fenced = True
+            self._set(task.change, Status.SKIPPED, attempt.message, attempt.attempts, attempt.duration)
+            self._skip_dependents(key)
+            return
         if attempt.outcome is None:
             self.store.journal(self.run_id, key, action.value, "failed", attempt.message)
             self._set(task.change, Status.FAILED, attempt.message, attempt.attempts, attempt.duration)

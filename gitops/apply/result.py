@@ -44,7 +44,8 @@ class RunResult:
     """The change set of one apply run.
 
     `verified` is true when every touched provider was observed again and showed every applied object as
-    applied and every deleted one gone. `refused` says why nothing ran (the prune guard). `resumed` lists
+    applied and every deleted one gone. `refused` says why nothing ran (the prune guard), or why the run stopped
+    (this replica lost the leader lease: `executor.NOT_LEADING`). `resumed` lists
     the keys a killed earlier run left in flight.
     """
 
