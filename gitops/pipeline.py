@@ -25,7 +25,7 @@ from gitops.diagnostics import Diagnostic, has_errors
 from gitops.gcpause import paused_gc
 from gitops.objects import DesiredState, ManagedObject, Provider, secret_refs
 from gitops.plan import baseline as baselines
-from gitops.plan.guard import prune_guard
+from gitops.plan.guard import guards
 from gitops.plan.model import Action, Plan, fingerprint, make_plan
 from gitops.plan.saved import StalePlan, check_fresh, check_matches
 from gitops.providers.protocol import Backend
@@ -138,17 +138,14 @@ def plan(
         desired = desired or desired_state(read, effective, cache)
         access = access_report.diff(current.access, desired.access) if desired.access is not None else None
         new_org = org_snapshot(read.validation.org.resources())
-        guard = prune_guard(desired, current, settings.prune, new_org)
+        guard, guard_warnings = guards(desired, current, settings.prune, new_org)
         # What the settings leave out is no news in an offline plan (every provider is planned there); what is
         # wrong with the org itself is news in every plan.
         warnings = [*(desired.notes if not all_providers else ()), *desired.warnings]
         # Validation warnings reach every view of the plan (a PR comment included), not only the terminal.
         warnings += [f"{d.file}:{d.line}: {d.code}: {d.message}" for d in read.validation.diagnostics
                      if d.severity.value == "warning"]
-        if guard["tripped"]:
-            warnings.append(
-                "prune guard: " + "; ".join(guard["reasons"]) + " — apply refuses without --allow-mass-delete"
-            )
+        warnings += guard_warnings
         return make_plan(
             desired=desired.objects,
             current=current.objects,

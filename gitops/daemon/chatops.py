@@ -1,4 +1,4 @@
-"""ChatOps: the daemon takes commands in the admin's Matrix room and approves prune-guarded plans (docs/chatops.md).
+"""ChatOps: the daemon takes commands in the admin's Matrix room and approves guarded plans (docs/chatops.md).
 
 A listener thread long-polls the room as the actor (resuming from its saved `/sync` token) and turns each new
 message into work: a command, or a reply for bad input (unknown command, wrong arguments, an edit, a sender who
@@ -8,10 +8,11 @@ each one is answered in the room and recorded in the status tree (`status/comman
 batch). Every event is handled at most once (its ID is remembered before anything is done), so a replay or a
 restart never acts twice.
 
-Guarded plans: the pass is wrapped (`GuardedPass`). When the prune guard stops a plan, the room gets its exact
-deletions and an approval ID. `approve ID` lets that plan — bound to its head commit and observed-state
-fingerprint — apply once (`pipeline.apply_saved`); a newer commit or a moved fingerprint voids it. `suspend`
-turns passes into plans (status `Suspended`) until `resume`.
+Guarded plans: the pass is wrapped (`GuardedPass`). When a guard stops a plan (the prune guard, or the state
+guard of enforce-state agents), the room gets the agents it would delete or stop and an approval ID. `approve ID`
+lets that plan — bound to its head commit and observed-state fingerprint — apply once (`pipeline.apply_saved`);
+a newer commit or a moved fingerprint voids it. `suspend` turns passes into plans (status `Suspended`) until
+`resume`.
 """
 
 from __future__ import annotations
@@ -319,7 +320,7 @@ class ChatOps:
             self.poller.digest = ""
 
     def new_approval(self, commit: str, fingerprint: str, deleted: list[str], reasons: list[str],
-                     plan: dict[str, Any]) -> tuple[Approval, bool]:
+                     plan: dict[str, Any], stopped: list[str] | None = None) -> tuple[Approval, bool]:
         """The pending approval for this plan (and False), or a new one (and True)."""
         for data in self.state.approvals.values():
             if (data["commit"], data["fingerprint"], data["status"]) == (commit, fingerprint, "pending") and \
@@ -329,7 +330,8 @@ class ChatOps:
         while ident in self.state.approvals:
             ident = "".join(secrets.choice(ALPHABET) for _ in range(6))
         now = self.clock()
-        a = Approval(ident, commit, fingerprint, now, now + self.conf.approval_ttl, deleted, reasons, plan=plan)
+        a = Approval(ident, commit, fingerprint, now, now + self.conf.approval_ttl, deleted, reasons, plan=plan,
+                     stopped=list(stopped or ()))
         self.put(a)
         return a, True
 

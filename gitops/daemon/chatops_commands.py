@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[int, int, str, str]] = {
     "drift": (0, 0, "drift", "plan the last reconciled commit against live state now"),
     "suspend": (0, 0, "suspend", "stop applying (planning and status go on)"),
     "resume": (0, 0, "resume", "apply again"),
-    "approve": (1, 1, "approve ID", "apply the plan a prune guard stopped, once"),
-    "reject": (1, 1, "reject ID", "drop the plan a prune guard stopped"),
+    "approve": (1, 1, "approve ID", "apply the plan a guard stopped, once"),
+    "reject": (1, 1, "reject ID", "drop the plan a guard stopped"),
 }
 # Commands that change what the reconciler does (the others only read).
 ACTING = frozenset({"sync", "drift", "suspend", "resume", "approve", "reject"})

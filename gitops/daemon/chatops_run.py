@@ -1,9 +1,10 @@
 """What chat commands do, on the daemon's loop thread, and the pass wrapper that guards, suspends and approves.
 
 `execute` carries out one parsed command and returns its reply and outcome. `GuardedPass` wraps the daemon's
-pass: while suspended it only plans (status `Suspended`); when the prune guard stops a plan it asks the room
-for approval; with an approval granted for the commit it applies exactly the approved plan, once, if its head
-commit and observed-state fingerprint still hold (docs/chatops.md).
+pass: while suspended it only plans (status `Suspended`); when a guard stops a plan (the prune guard: many agents
+deleted; the state guard: many running agents stopped by enforce-state) it asks the room for approval; with an
+approval granted for the commit it applies exactly the approved plan, once, if its head commit and
+observed-state fingerprint still hold (docs/chatops.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gitops.daemon.chatops_commands import Command, help_text
 from gitops.daemon.pollers import PollOutcome
 from gitops.pipeline import ReconcileResult, apply_saved
+from gitops.plan.guard import guard_names
 from gitops.plan.model import Action, Plan
 from gitops.status.model import PassResult, Result, StatusSnapshot
 from gitops.status.outcome import planned_only, to_pass_result
@@ -124,23 +126,28 @@ class GuardedPass:
                                      self.inner.settings.server_name)
 
     def _ask(self, result: ReconcileResult, commit: str) -> None:
-        """When the prune guard stopped the plan: ask the room for an approval of exactly this plan."""
+        """When a guard stopped the plan: ask the room for an approval of exactly this plan, listing the agents
+        it would delete (the prune guard) and those it would stop or put to sleep (the state guard)."""
         plan, run = result.plan, result.run
         if plan is None or run is None or not run.refused or not plan.guard.get("tripped"):
             return
         chat = self.chat
         deletes = [c.key for c in plan.changes if c.action is Action.DELETE]
         agents = [str(a) for a in plan.guard.get("deleted_agents", ())]
+        stopped = [str(a) for a in plan.guard.get("stopped_agents", ())]
         reasons = [str(r) for r in plan.guard.get("reasons", ())]
-        a, new = chat.new_approval(commit, plan.fingerprint, agents, reasons, plan.to_dict())
+        a, new = chat.new_approval(commit, plan.fingerprint, agents, reasons, plan.to_dict(), stopped)
         if not new:
             return
         prefix = chat.conf.prefix
+        lines = [f"🛑 hiclaw-gitops: the {guard_names(plan.guard)} stopped commit {commit[:12]}",
+                 f"Why: {'; '.join(reasons)}"]
+        if agents or deletes:
+            lines += [f"Agents deleted: {_listed(agents)}", f"Objects deleted ({len(deletes)}): {_listed(deletes)}"]
+        if stopped:
+            lines.append(f"Agents stopped or put to sleep (enforce-state): {_listed(stopped)}")
         a.event_id = chat.say("\n".join([
-            f"🛑 hiclaw-gitops: the prune guard stopped commit {commit[:12]}",
-            f"Why: {'; '.join(reasons)}",
-            f"Agents deleted: {_listed(agents)}",
-            f"Objects deleted ({len(deletes)}): {_listed(deletes)}",
+            *lines,
             closing_line(plan.counts()),
             f"Approval ID: {a.id}",
             f"To apply exactly this plan once: {prefix} approve {a.id} (until {_stamp(a.expires)}); to drop it: "

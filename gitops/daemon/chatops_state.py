@@ -13,7 +13,7 @@ from typing import Any
 
 @dataclass(slots=True)
 class Approval:
-    """A plan the prune guard stopped, waiting for a person's word in chat."""
+    """A plan a guard stopped (prune or state), waiting for a person's word in chat."""
 
     id: str
     commit: str
@@ -27,6 +27,7 @@ class Approval:
     note: str = ""
     plan: dict[str, Any] | None = None  # the exact plan, while it may still be approved
     event_id: str = ""  # the message asking for it (a reply to it may leave the ID out)
+    stopped: list[str] = field(default_factory=list)  # agents stopped or put to sleep by enforce-state
 
 
 @dataclass(slots=True)
