@@ -99,3 +99,23 @@ def test_a_configured_backend_that_does_not_exist_is_a_clear_error(
     settings.write_text(f"state_dir: {tmp_path / 'state'}\nruntime:\n  backend: podman\n")
     assert main(["plan", str(EXAMPLE), "--settings", str(settings)]) == 1
     assert "provider runtime is configured but its backend is not available" in capsys.readouterr().err
+
+
+def test_offline_plans_show_identities_and_their_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A PR plan with no `storage` section shows what a store with an identity API gets (SPEC §3.4): one user per
+    agent, its secret as a reference, and its policy statement by statement — the prefix with its slash."""
+    head = tmp_path / "head"
+    shutil.copytree(EXAMPLE, head)
+    (head / "workers/scribe.yaml").write_text(
+        "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: scribe\nspec:\n  model: qwen3.6-plus\n")
+    assert main(["plan", str(head), "--base", str(EXAMPLE), "--detailed-exitcode", "--color", "never"]) == 2
+    out = capsys.readouterr().out
+    block = out[out.index("+ storage/user/scribe"):]
+    block = block[: block.index("\n\n")].splitlines()
+    assert '+   secret_key: "secret://storage/scribe/secret-key"' in block
+    assert '+   policy: "worker-scribe"' in block
+    listing = next(line for line in block if "s3:prefix" in line)
+    assert '"agents/scribe/"' in listing and '"agents/scribe"' not in listing
+    writes = next(line for line in block if line.startswith("+   statements[1].Resource"))
+    assert '"arn:aws:s3:::hiclaw-storage/agents/scribe/*"' in writes
+    assert not any("chars)" in line for line in block)  # nothing of a policy is cut

@@ -101,6 +101,7 @@ def test_add_a_worker_to_a_team(tmp_path: Path) -> None:
         "gateway/ai-route-grant/default-ai-route:worker-fe-perf",  # its own grant: no other agent's route entry moves
         "storage/object/agents/fe-perf/openclaw.json",
         "storage/area/agents/fe-perf",
+        "storage/user/fe-perf",  # offline plans show the identity a real store would get (SPEC §3.4)
         "runtime/container/hiclaw-worker-fe-perf",
     }
     # peers and the leader get new allow-lists: config updates (restart), never re-creation

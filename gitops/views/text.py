@@ -138,14 +138,36 @@ def _multiline(value: Any) -> bool:
     return isinstance(value, str) and "\n" in value.rstrip("\n")
 
 
+def _records(value: Any) -> bool:
+    """A non-empty list of mappings (policy statements, ports): shown item by item, never cut as one line."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
+
+
 def _flatten(path: str, value: Any) -> list[tuple[str, Any]]:
-    """Mappings unfold into one entry per leaf path, so an added subtree reads like the rest of the diff."""
+    """Mappings (and lists of mappings, by index) unfold into one entry per leaf path, so an added subtree reads
+    like the rest of the diff and a policy's statements can be reviewed line by line."""
     if isinstance(value, Mapping) and value:
         out: list[tuple[str, Any]] = []
         for k in sorted(value, key=str):
             out.extend(_flatten(f"{path}.{k}" if path else str(k), value[k]))
         return out
+    if _records(value):
+        return [leaf for i, item in enumerate(value) for leaf in _flatten(f"{path}[{i}]", item)]
     return [(path, value)]
+
+
+def _leaf_changes(path: str, old: Any, new: Any) -> list[str]:
+    """A changed subtree as the leaves that changed: removed, added, or old → new."""
+    before, after = dict(_flatten(path, old)), dict(_flatten(path, new))
+    out: list[str] = []
+    for leaf in sorted(before.keys() | after.keys()):
+        if leaf not in after:
+            out.extend(_leaf_lines("-", leaf, before[leaf]))
+        elif leaf not in before:
+            out.extend(_leaf_lines("+", leaf, after[leaf]))
+        elif before[leaf] != after[leaf]:
+            out.append(f"~{ITEM_INDENT}{leaf}: {fmt_value(before[leaf])} → {fmt_value(after[leaf])}")
+    return out
 
 
 def _content_lines(sym: str, text: str, limit: int) -> list[str]:
@@ -184,6 +206,8 @@ def diff_item_lines(item: Mapping[str, Any]) -> list[str]:
         return [line for p, v in _flatten(path, old) for line in _leaf_lines("-", p, v)]
     if isinstance(old, str) and isinstance(new, str) and (_multiline(old) or _multiline(new)):
         return [f"~{ITEM_INDENT}{path}:", *_unified(old, new)]
+    if (_records(old) or isinstance(old, Mapping)) and (_records(new) or isinstance(new, Mapping)):
+        return _leaf_changes(path, old, new)
     return [f"~{ITEM_INDENT}{path}: {fmt_value(old)} → {fmt_value(new)}"]
 
 

@@ -16,6 +16,7 @@ BOT = "hiclaw-bot"  # a dedicated actor, so rule members and the actor stay dist
 
 ALL = replace(Settings().with_all_providers(), matrix=MatrixSettings(actor_user=BOT))
 ADMIN_API = replace(ALL, storage=StorageSettings(admin_api=True))
+PLAIN_S3 = replace(ALL, storage=StorageSettings())  # a store with no identity API: no per-agent users
 
 
 def uid(localpart: str) -> str:

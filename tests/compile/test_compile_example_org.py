@@ -102,5 +102,6 @@ def test_object_counts() -> None:
         "storage/area": 12,
         "storage/bucket": 1,
         "storage/object": 43,
+        "storage/user": 12,  # offline plans show identities (a user carrying its policy per agent)
     }
     assert not STATE.objects["runtime/container/hiclaw-worker-release-manager"].prune

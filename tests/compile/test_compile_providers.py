@@ -11,7 +11,7 @@ from gitops.compile import compile_org
 from gitops.objects import Provider
 from gitops.settings.model import Settings, StorageSettings
 
-from .orgs import ALL, compiled, human, manager, org, team, worker
+from .orgs import ALL, PLAIN_S3, compiled, human, manager, org, team, worker
 
 ACME = (manager(), worker("alice", expose=[{"port": 80}]), team("web"), human("olivia", 1))
 
@@ -38,11 +38,12 @@ def test_dependencies_name_only_enabled_providers() -> None:
     state = compiled(worker("alice"), settings=replace(ALL, matrix=None, gateway=None))
     assert state.objects["runtime/container/hiclaw-worker-alice"].depends_on == (
         "storage/object/agents/alice/openclaw.json",
+        "storage/user/alice",
     )
 
 
 def test_notes_say_when_storage_users_are_skipped() -> None:
-    assert "storage: users and policies skipped (storage.admin_api is off)" in compiled(settings=ALL).notes
+    assert "storage: users and policies skipped (storage.admin_api is off)" in compiled(settings=PLAIN_S3).notes
     assert compiled(settings=replace(ALL, storage=StorageSettings(admin_api=True))).notes == ()
 
 

@@ -10,7 +10,7 @@ import pytest
 from gitops.org import Resource
 from gitops.settings.model import RuntimeSettings, Settings
 
-from .orgs import ADMIN_API, ALL, compiled, keys, manager, member, spec, team, worker
+from .orgs import ADMIN_API, ALL, PLAIN_S3, compiled, keys, manager, member, spec, team, worker
 
 
 def container(*resources: Resource, name: str, settings: Settings = ALL) -> Any:
@@ -81,7 +81,7 @@ def test_manager_environment() -> None:
 
 
 def test_credentials_only_for_managed_accounts() -> None:
-    env = container(worker("alice"), name="hiclaw-worker-alice", settings=replace(ALL, matrix=None, gateway=None))[
+    env = container(worker("alice"), name="hiclaw-worker-alice", settings=replace(PLAIN_S3, matrix=None, gateway=None))[
         "env"
     ]
     assert not any(v.startswith("secret://") for v in env.values())

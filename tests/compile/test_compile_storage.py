@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from gitops.settings.model import GatewaySettings, MatrixSettings, StorageSettings
 
-from .orgs import ADMIN_API, ALL, compiled, file, keys, manager, member, openclaw, spec, team, uid, worker
+from .orgs import ADMIN_API, ALL, PLAIN_S3, compiled, file, keys, manager, member, openclaw, spec, team, uid, worker
 
 BUCKET = "arn:aws:s3:::hiclaw-storage"
 
@@ -137,8 +137,8 @@ def test_mcporter_config_carries_the_consumer_key_for_gateway_urls_only() -> Non
 
 
 def test_storage_users_only_with_the_admin_api() -> None:
-    assert not keys(compiled(worker("alice")), "storage/user/")
-    assert not keys(compiled(worker("alice")), "storage/policy/")
+    assert not keys(compiled(worker("alice"), settings=PLAIN_S3), "storage/user/")
+    assert not keys(compiled(worker("alice"), settings=PLAIN_S3), "storage/policy/")
     state = compiled(worker("alice"), settings=ADMIN_API)
     user = spec(state, "storage/user/alice")
     assert {k: v for k, v in user.items() if k != "statements"} == {

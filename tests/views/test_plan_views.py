@@ -210,3 +210,16 @@ def test_a_cut_drops_the_least_informative_changes_first() -> None:
     assert [bool(b) for b in blocks] == [True, False, True, False]  # the marker and the file; the container stays
     note = _note(4, 0, 2, [changes[1], changes[3]])[1]
     assert "2 of 4 changes are left out (1 empty prefix markers, 1 storage objects)" in note
+
+
+def test_a_changed_policy_shows_the_statements_that_changed() -> None:
+    old = [{"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::b"]},
+           {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/agents/a/*"]}]
+    new = [old[0], {"Effect": "Allow", "Action": ["s3:GetObject"],
+                    "Resource": ["arn:aws:s3:::b/agents/a/*", "arn:aws:s3:::b/teams/t/*"]}]
+    change = {"key": "storage/user/a", "action": "update", "reason": "spec changed", "owner": "Worker/a",
+              "diff": [{"op": "change", "path": "statements", "old": old, "new": new}]}
+    assert text.change_lines(change)[1:] == [
+        '~   statements[1].Resource: ["arn:aws:s3:::b/agents/a/*"] → '
+        '["arn:aws:s3:::b/agents/a/*", "arn:aws:s3:::b/teams/t/*"]'
+    ]
