@@ -270,7 +270,8 @@ class Settings:
             self,
             runtime=self.runtime_or_default,
             matrix=self.matrix or MatrixSettings(),
-            storage=self.storage or StorageSettings(),
+            # Offline plans show what a real store would get: per-agent users and their policies (SPEC §3.4).
+            storage=self.storage or StorageSettings(identity="aws-iam"),
             gateway=self.gateway_or_default,
         )
 
