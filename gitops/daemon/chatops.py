@@ -4,9 +4,9 @@ A listener thread long-polls the room as the actor (resuming from its saved `/sy
 message into work: a command, or a reply for bad input (unknown command, wrong arguments, an edit, a sender who
 may not command, a flood, a command older than `chatops.max_age`). It never acts: the daemon's own loop thread
 carries out the work between polls (`ChatOps.poll` wraps the poller's), so a command never runs beside a pass;
-each one is answered in the room and recorded in the status tree (`status/commands.yaml`, one status commit per
-batch). Every event is handled at most once (its ID is remembered before anything is done), so a replay or a
-restart never acts twice.
+one that arrives while a pass runs is acknowledged at once as queued. Each one is answered in the room and
+recorded in the status tree (`status/commands.yaml`, one status commit per batch). Every event is handled at
+most once (its ID is remembered before anything is done), so a replay or a restart never acts twice.
 
 Guarded plans: the pass is wrapped (`GuardedPass`). When a guard stops a plan (the prune guard, or the state
 guard of enforce-state agents), the room gets the agents it would delete or stop and an approval ID. `approve ID`
@@ -17,12 +17,13 @@ a newer commit or a moved fingerprint voids it. `suspend` turns passes into plan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class ChatOps:
         self.last_drift: tuple[str, int | str] | None = None
         self.thread: threading.Thread | None = None
         self.replies = 0
+        self.busy: tuple[str, float] | None = None  # (commit, monotonic start) while a pass runs
         reconciler.pass_fn = GuardedPass(reconciler.pass_fn, self)
 
     # Persistence ------------------------------------------------------------------------------------
@@ -147,6 +149,7 @@ class ChatOps:
         if first:
             return  # the first sync only says where "now" is: messages from before are never carried out
         added = False
+        queued: list[Work] = []
         with self.lock:
             if limited:
                 self.queue.append(Work("", "", "", reply="more messages arrived at once than I read; some were "
@@ -161,8 +164,27 @@ class ChatOps:
                 if work is not None:
                     self.queue.append(work)
                     added = True
+                    if work.command is not None:
+                        queued.append(work)
+            busy = self.busy
         if added:
             self.wake.set()
+        if busy is not None:  # commands wait for the pass in flight: say so now, answer when carried out
+            commit, since = busy
+            for work in queued:
+                self.say(f"queued: a pass of commit {commit[:12]} is running (for {int(time.monotonic() - since)} "
+                         f"s); `{work.text}` runs when it ends, and its answer follows", work.event_id)
+
+    @contextlib.contextmanager
+    def running(self, commit: str) -> Iterator[None]:
+        """While a pass (or a drift check) runs: commands that arrive are acknowledged as queued at once."""
+        with self.lock:
+            self.busy = (commit, time.monotonic())
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.busy = None
 
     def classify(self, e: Mapping[str, Any]) -> Work | None:
         sender = str(e.get("sender") or "")

@@ -53,7 +53,8 @@ class GuardedPass:
 
     def drift(self, source: Any, commit: str) -> int:
         try:
-            changes = int(self.inner.drift(source, commit))
+            with self.chat.running(commit):
+                changes = int(self.inner.drift(source, commit))
         except Exception as exc:
             self.chat.last_drift = (commit, str(exc))
             raise
@@ -70,6 +71,10 @@ class GuardedPass:
         return to_pass_result(result, commit, prefix)
 
     def __call__(self, source: Any, commit: str) -> PassResult:
+        with self.chat.running(commit):
+            return self._pass(source, commit)
+
+    def _pass(self, source: Any, commit: str) -> PassResult:
         chat = self.chat
         self._void_older(commit)
         if chat.suspended:

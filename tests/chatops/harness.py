@@ -32,6 +32,7 @@ from gitops.settings.model import (
     ChatOpsSettings,
     MatrixSettings,
     PruneSettings,
+    RuntimeSettings,
     Settings,
     SourceSettings,
 )
@@ -122,12 +123,16 @@ class Person:
         return out
 
     def reply_to(self, event_id: str, timeout: float = 60.0) -> str:
-        found = wait_for(lambda: [b for to, b in self.notices() if to == event_id], timeout,
-                         f"a reply to {event_id}")
+        """The answer to a command (an acknowledgement that it is queued is not the answer)."""
+        found = wait_for(lambda: [b for to, b in self.notices() if to == event_id and not b.startswith(QUEUED)],
+                         timeout, f"a reply to {event_id}")
         return str(found[0])
 
     def replies_to(self, event_id: str) -> list[str]:
         return [b for to, b in self.notices() if to == event_id]
+
+
+QUEUED = "queued: "
 
 
 def q(value: str) -> str:
@@ -167,6 +172,7 @@ class Stack:
     root: Path
     room_id: str
     chat_settings: dict[str, Any] = field(default_factory=dict)
+    runtime: bool = False  # agents' containers on the in-memory runtime backend, as well as Matrix
     chat: ChatOps | None = None
     thread: threading.Thread | None = None
     daemon: Daemon | None = None
@@ -180,6 +186,7 @@ class Stack:
             state_dir=str(self.root / "state"),
             matrix=MatrixSettings(**self.hs.settings()),
             prune=PruneSettings(max_agents=1),
+            runtime=RuntimeSettings(backend="memory") if self.runtime else None,
             chatops=ChatOpsSettings(room=self.room_id, poll_timeout=1.0, **self.chat_settings),
         )
 
@@ -212,6 +219,29 @@ class Stack:
         assert self.daemon is not None
         self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
         self.thread.start()
+
+    def hold_passes(self) -> tuple[threading.Event, threading.Event]:
+        """From now on every pass waits, once started, until `release` is set — a long pass, held as long as
+        the test needs. (entered: a pass is waiting; release)."""
+        assert self.chat is not None
+        inner = self.chat.reconciler.pass_fn.inner  # type: ignore[attr-defined]
+        original = inner._reconcile
+        entered, release = threading.Event(), threading.Event()
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            entered.set()
+            release.wait(120)
+            return original(*args, **kwargs)
+
+        inner._reconcile = held
+        return entered, release
+
+    def runtime_backend(self) -> Any:
+        """The daemon's in-memory runtime backend (with `runtime=True`): where agents live."""
+        from gitops.objects import Provider
+
+        assert self.chat is not None
+        return self.chat.reconciler.pass_fn.inner.backends[Provider.RUNTIME]  # type: ignore[attr-defined]
 
     def halt(self) -> None:
         self.stop.set()
