@@ -136,6 +136,12 @@ CODES: dict[str, Code] = _codes(
         E,
         "A Team's humanMembers[].matrixUserId is not a Matrix user ID, or differs from the Human's Matrix ID.",
     ),
+    (
+        "R422",
+        "access-key-too-short",
+        E,
+        "An agent's runtime name is shorter than the access key ids the store's identity API takes.",
+    ),
     # Settings
     (
         "C501",

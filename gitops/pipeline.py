@@ -33,7 +33,7 @@ from gitops.providers.wiring import Traits, traits_for, unserved
 from gitops.settings.model import DEFAULT_SERVER_NAME, Settings
 from gitops.source.files import FileSource
 from gitops.source.load import LoadResult, ParseCache, load
-from gitops.validate.check import Validation, validate
+from gitops.validate.check import Validation, settings_checks, validate
 
 # Read and validate ----------------------------------------------------------------------------------
 
@@ -58,11 +58,14 @@ def read_org(
     head: str = "",
     *,
     server_name: str = DEFAULT_SERVER_NAME,
+    storage_identity: str = "",
 ) -> OrgRead:
-    """Load and validate; `server_name` (settings' `matrix.server_name`) is what full Matrix IDs are checked on."""
+    """Load and validate; `server_name` (settings' `matrix.server_name`) is what full Matrix IDs are checked on,
+    `storage_identity` what agents' access keys must suit (`**settings_checks(settings)` passes both)."""
     with paused_gc():
         loaded = load(source, cache)
-        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache, server_name=server_name)
+        validation = validate(loaded, strict=strict, escapes=source.escapes, cache=cache, server_name=server_name,
+                              storage_identity=storage_identity)
         return OrgRead(head or digest(loaded), loaded, validation)
 
 
@@ -243,7 +246,7 @@ def reconcile(
     (no provider configured: the baseline is the state store), it stops after the plan. `stop` (SIGTERM, a
     newer commit) lets the steps in flight finish and starts nothing new.
     """
-    read = read_org(source, cache, strict=strict, head=head, server_name=settings.server_name)
+    read = read_org(source, cache, strict=strict, head=head, **settings_checks(settings))
     diagnostics = tuple(read.validation.diagnostics)
     if not read.ok:
         return ReconcileResult(read.head, diagnostics, read=read)
@@ -283,7 +286,7 @@ def apply_saved(
 ) -> ReconcileResult:
     """Apply exactly `saved` (made earlier by `plan --out`), refusing it as stale if the head or the observed
     state moved, or if the org at head no longer compiles to the plan's changes."""
-    read = read_org(source, cache, strict=strict, head=head, server_name=settings.server_name)
+    read = read_org(source, cache, strict=strict, head=head, **settings_checks(settings))
     diagnostics = tuple(read.validation.diagnostics)
     if not read.ok:
         return ReconcileResult(read.head, diagnostics, saved, read=read)

@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _draw(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
     from gitops.pipeline import desired_state, read_org
+    from gitops.validate.check import settings_checks
 
-    read = read_org(org.source, strict=args.strict, head=org.commit, server_name=settings.server_name)
+    read = read_org(org.source, strict=args.strict, head=org.commit, **settings_checks(settings))
     report(org.rebase(read.validation.diagnostics), args.color)
     if not read.ok or has_errors(read.validation.diagnostics):
         return 1

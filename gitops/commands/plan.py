@@ -63,10 +63,11 @@ def _plan(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
     from gitops import pipeline as engine
     from gitops.apply.state import StateStore
     from gitops.plan import baseline as baselines
+    from gitops.validate.check import settings_checks
 
     if settings.providers and not args.base:
         return _plan_live(args, settings, org)
-    head = engine.read_org(org.source, strict=args.strict, head=org.head, server_name=settings.server_name)
+    head = engine.read_org(org.source, strict=args.strict, head=org.head, **settings_checks(settings))
     report(org.rebase(head.validation.diagnostics), args.color)
     if not head.ok:
         return 1
@@ -75,7 +76,7 @@ def _plan(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
             src, kind, commit = base_source(args.base, org)
         except OrgUnavailable as exc:
             return fail(f"cannot read base {args.base!r}: {exc}")
-        base_read = engine.read_org(src, strict=args.strict, head=commit, server_name=settings.server_name)
+        base_read = engine.read_org(src, strict=args.strict, head=commit, **settings_checks(settings))
         if not base_read.ok:  # its errors say what the compiler cannot be given (a port twice, a name twice)
             report(base_read.validation.diagnostics, args.color)
             return fail(f"the base {args.base} is invalid (its errors are above, paths relative to the base); "

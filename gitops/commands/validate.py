@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from gitops.source.load import load
-    from gitops.validate.check import validate
+    from gitops.validate.check import settings_checks, validate
 
     settings = load_settings(args)
     orgs: list[tuple[OrgSource, set[str] | None]] = []
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         elsewhere = 0
         for org, only in orgs:
             result = validate(load(org.source), strict=args.strict, escapes=org.source.escapes,
-                              server_name=settings.server_name)
+                              **settings_checks(settings))
             found = org.rebase(result.diagnostics)
             if only is None:
                 shown += found

@@ -5,12 +5,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from gitops import ANNOTATION_PREFIX, API_VERSION, KINDS
 from gitops.diagnostics import Diagnostic, diag, has_errors, sort_key
 from gitops.org import Org, Resource
-from gitops.settings.model import DEFAULT_SERVER_NAME
+from gitops.settings.model import DEFAULT_SERVER_NAME, Settings
 from gitops.source.load import LoadResult, ParseCache
 from gitops.source.yamlparse import Locator, ParsedDocument
 from gitops.validate import rules, schema
@@ -46,6 +46,18 @@ class _Positions:
         return self._locator.locate(file, index, path, key)
 
 
+class SettingsChecks(TypedDict):
+    server_name: str
+    storage_identity: str
+
+
+def settings_checks(settings: Settings) -> SettingsChecks:
+    """What the org rules need to know of the settings, as keyword arguments of `validate` and `read_org`."""
+    storage = settings.storage
+    return SettingsChecks(server_name=settings.server_name,
+                          storage_identity=storage.identity_api if storage else "")
+
+
 def validate(
     loaded: LoadResult,
     strict: bool = False,
@@ -53,12 +65,15 @@ def validate(
     cache: ParseCache | None = None,
     *,
     server_name: str = DEFAULT_SERVER_NAME,
+    storage_identity: str = "",
 ) -> Validation:
     """Check every document and the org as a whole; never stops at the first problem.
 
     With a cache, the per-document checks (schema, annotations) are skipped for file contents that passed
     them cleanly before; the org rules always run, since they span documents. `server_name` is the Matrix
-    server name of the settings (`matrix.server_name`): Matrix IDs written in the org are compared in full.
+    server name of the settings (`matrix.server_name`): Matrix IDs written in the org are compared in full;
+    `storage_identity` the store's identity API (`storage.identity`): agents' access keys must suit it.
+    Callers with settings pass `**settings_checks(settings)`.
     """
     positions = _Positions(loaded)
     diagnostics = list(loaded.diagnostics)
@@ -134,6 +149,7 @@ def validate(
         escapes=escapes or (lambda _path: False),
         unreadable=has_errors(diagnostics),
         server_name=server_name,
+        storage_identity=storage_identity,
     )
     diagnostics.extend(rules.check(ctx))
     if cache is not None:

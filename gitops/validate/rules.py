@@ -50,6 +50,7 @@ class Context:
     escapes: Callable[[str], bool]
     unreadable: bool = False  # some file or document could not be read: its resources are unknown, not absent
     server_name: str = DEFAULT_SERVER_NAME  # the Matrix server name (settings `matrix.server_name`)
+    storage_identity: str = ""  # the object store's identity API (settings `storage.identity`), "" for none
 
     def at(self, res: Resource, path: Sequence[str | int], key: bool = False) -> dict[str, Any]:
         line, column = self.locate(res, path, key)
@@ -406,6 +407,28 @@ def expose_ports(ctx: Context) -> Iterable[Diagnostic]:
             yield diag("R420", message, hint=hint, **ctx.at(agent.owner, (*agent.path, "expose", i, "port")))
 
 
+# The shortest access key id each identity API takes (SeaweedFS: "AccessKeyId must be 4 to 128 alphanumeric
+# characters", as Ceph RGW and AWS; MinIO: 3). Runtime names are at most 63 characters, under every maximum.
+ACCESS_KEY_MINIMUM = {"aws-iam": 4, "minio-admin": 3}
+
+
+def storage_access_keys(ctx: Context) -> Iterable[Diagnostic]:
+    """With a store's identity API, each agent's access key id (its runtime name, `-` as `X`) must be long
+    enough for the store: caught here, not as the store's refusal half-way through an apply."""
+    minimum = ACCESS_KEY_MINIMUM.get(ctx.storage_identity, 0)
+    for agent in ctx.org.agents() if minimum else ():
+        rt = agent.runtime_name
+        if len(rt) < minimum:
+            yield diag(
+                "R422",
+                f"runtime name `{rt}` is {len(rt)} character{'s' if len(rt) != 1 else ''}: its storage access key "
+                f"would be shorter than the {minimum} characters `storage.identity: {ctx.storage_identity}` takes",
+                hint=f"give the agent a runtime name of at least {minimum} characters"
+                + (" (`workerName`, or rename it)" if agent.role is not Role.MANAGER else ""),
+                **ctx.at(agent.owner, _name_path(agent)),
+            )
+
+
 RULES: tuple[Rule, ...] = (
     runtime_names,
     team_members,
@@ -416,6 +439,7 @@ RULES: tuple[Rule, ...] = (
     single_manager,
     human_identities,
     expose_ports,
+    storage_access_keys,
     channel_policies,
     packages,
     env_secrets,

@@ -37,6 +37,7 @@ from gitops.diagnostics import CODES, WHOLE_FILE, WHOLE_ORG, Diagnostic
 from gitops.pipeline import read_org
 from gitops.settings.load import load_settings
 from gitops.source.files import DirectorySource
+from gitops.validate.check import settings_checks
 
 CASE_SECONDS = float(os.environ.get("HICLAW_FUZZ_CASE_SECONDS", "20"))
 KEEP_SLOW = os.environ.get("HICLAW_FUZZ_KEEP_SLOW", "")  # a folder: cases slower than 2 s are copied there
@@ -208,7 +209,7 @@ def _run(case: Case, work: Path) -> str:
         _, problems = load_settings(case.settings, env=dict(case.env), secrets=True)
         check_diagnostics(problems, f"settings {case.settings} with secrets")
     if settings is not None:
-        read = read_org(DirectorySource(case.org), server_name=settings.server_name)
+        read = read_org(DirectorySource(case.org), **settings_checks(settings))
         check_diagnostics(read.validation.diagnostics, f"org {org}")
 
     validate = cli(("validate", org, "--format", "json", *common))

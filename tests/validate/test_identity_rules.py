@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gitops import pipeline
+from gitops.cli import main
 from gitops.diagnostics import Diagnostic, Severity
 from gitops.plan import baseline
 from gitops.settings.model import Settings
@@ -271,3 +272,40 @@ def test_server_name_decides_identity_clashes(tmp_path: Path) -> None:
     repo = org(tmp_path, worker("alice"), human("ally", annotation="@alice:chat.acme.io"))
     assert errors(repo) == []
     assert [d.code for d in errors(repo, server_name="chat.acme.io")] == ["R417"]
+
+
+# --------------------------------------------------------------------------- R422: access keys a store takes
+
+
+def settings_file(tmp_path: Path, identity: str) -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"storage:\n  endpoint: 127.0.0.1:9\n  identity: {identity}\n" if identity else "{}\n")
+    return path
+
+
+@pytest.mark.parametrize(("identity", "short", "enough"), [("aws-iam", "abc", "abcd"), ("minio-admin", "ab", "abc")])
+def test_a_runtime_name_too_short_for_the_stores_access_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], identity: str, short: str, enough: str
+) -> None:
+    repo = org(tmp_path / "org", worker(short), worker(enough),
+               team("alpha", "  leader: {name: lead1}\n          workers: [{name: w1, workerName: x-y}]"))
+    settings = settings_file(tmp_path, identity)
+    assert main(["validate", str(repo), "--settings", str(settings)]) == 1
+    err = capsys.readouterr().out
+    found = [line for line in err.splitlines() if "error[R422]" in line]
+    minimum = 4 if identity == "aws-iam" else 3
+    assert [line.split(":")[0] for line in found] == sorted(
+        ["0.yaml"] + (["2.yaml"] if identity == "aws-iam" else []))  # `x-y` is 3: enough for MinIO only
+    assert f"runtime name `{short}` is {len(short)} characters" in err
+    assert f"shorter than the {minimum} characters `storage.identity: {identity}` takes" in err
+    assert f"`{enough}`" not in err
+    assert "0.yaml:4:" in err  # metadata.name of the short Worker
+    assert "at $.spec.workers[0].workerName" in err or identity == "minio-admin"
+
+
+def test_access_keys_are_not_checked_without_an_identity_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = org(tmp_path / "org", worker("qa"))
+    assert main(["validate", str(repo), "--settings", str(settings_file(tmp_path, ""))]) == 0
+    assert errors(repo) == []  # and none with no settings at all: offline PR plans assume nothing of the store
