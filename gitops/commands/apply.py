@@ -14,6 +14,7 @@ from gitops.apply.executor import ApplyOptions
 from gitops.apply.result import RunResult, Status, StepResult
 from gitops.apply.secrets import SecretError, SecretStore
 from gitops.apply.state import StateStore
+from gitops.apply.stores import open_secret_store
 from gitops.commands._common import add_command, fail, load_settings, open_org, report
 from gitops.commands._org import OrgSource, OrgUnavailable
 from gitops.extras import require_backends
@@ -98,7 +99,7 @@ def session(args: argparse.Namespace, settings: Settings, folder: str | None, *,
     try:
         store = StateStore(state_dir)
         try:
-            secrets = SecretStore(state_dir)
+            secrets = open_secret_store(settings)
         except SecretError as exc:
             store.close()
             raise CommandError(str(exc)) from None

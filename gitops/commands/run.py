@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, settings: Settings, state_dir: Path) -> int:
+    from gitops.apply.secrets import SecretError as StoreError
     from gitops.daemon.health import Health
     from gitops.daemon.loopstate import LoopState
     from gitops.daemon.metrics import Metrics
@@ -89,10 +90,15 @@ def _run_locked(args: argparse.Namespace, settings: Settings, state_dir: Path) -
     stop, wake = threading.Event(), threading.Event()
     state_path = state_dir / "loop.json"
     state = LoopState.load(state_path)
-    tracker = EscalationTracker(notifier_from_settings(settings), settings.notify.after_failures, state.escalation)
+    notifier = notifier_from_settings(settings)
+    if settings.leader_election.enabled:  # a replica that does not lead sends nothing
+        from gitops.daemon.fencing import FencedNotifier
+
+        notifier = FencedNotifier(notifier)
+    tracker = EscalationTracker(notifier, settings.notify.after_failures, state.escalation)
     try:
         pass_fn = default_pass(settings, ParseCache(state_dir / "parse-cache.pickle"), strict=args.strict, stop=stop)
-    except BackendsUnavailable as exc:
+    except (BackendsUnavailable, StoreError) as exc:
         print(f"hiclaw-gitops: {exc}", file=sys.stderr)
         return 1
     try:
@@ -122,12 +128,17 @@ def _serve(
     except SecretError as exc:
         return _fail([exc.diagnostic], args.color)
     from gitops.daemon.leader import elector_from_settings
+    from gitops.daemon.replica import replica_from_settings
 
     try:  # before anything starts: a bad setting stops the command, not a half-started daemon
         leader = elector_from_settings(settings)
+        replica = replica_from_settings(settings, leader, on_restore=lambda: reload_state())
     except ValueError as exc:
         print(f"hiclaw-gitops: leader_election: {exc}", file=sys.stderr)
         return 1
+    if leader is not None and replica is None:
+        event(logging.WARNING, "leader election without state replication: a replica that takes over plans "
+              "against its own state directory (set leader_election.replicate_state: true; docs/kubernetes.md)")
 
     poll: Callable[[], PollOutcome]
     if args.watch:
@@ -147,7 +158,12 @@ def _serve(
             )
         except (GitSourceError, SecretError) as exc:
             return _fail([exc.diagnostic], args.color)
-        git_store = GitStatusStore(source, settings.status) if settings.status.enabled else None
+        status_class = GitStatusStore
+        if leader is not None:  # a replica that does not lead records no status
+            from gitops.daemon.fencing import FencedStatusStore
+
+            status_class = FencedStatusStore
+        git_store = status_class(source, settings.status) if settings.status.enabled else None
         reconciler = Reconciler(settings, pass_fn, store=git_store, metrics=metrics, tracker=tracker, state=state,
                                 state_path=state_path, source_label=source.label)
         git_poller = GitPoller(source, reconciler, git_store, verifier=SignatureVerifier.from_settings(settings.source),
@@ -173,10 +189,25 @@ def _serve(
                   listen=not args.once)  # commands in the admin's room (docs/chatops.md)
     if chat is not None:
         poll = partial(chat.poll, poll)
+    def reload_state() -> None:
+        """The state directory was restored from the cluster: what this process keeps in memory follows."""
+        from gitops.daemon.loopstate import LoopState
+
+        fresh = LoopState.load(state_path)
+        for name in LoopState.__dataclass_fields__:
+            setattr(state, name, getattr(fresh, name))
+        tracker.notified = dict(state.escalation)
+        if not args.watch:
+            git_poller.force_next = state.last_result in ("Refused", "Failed")
+
+    if replica is not None:
+        pass_fn.during = replica.during  # at most every replicate_interval seconds during a long pass
     if leader is not None:
         leader.start()  # campaigns in its own thread; the daemon polls only while this replica leads
     daemon = Daemon(poll, interval=settings.source.poll_interval, jitter=settings.source.jitter,
-                    backoff_max=settings.source.backoff_max, health=health, stop=stop, wake=wake, leader=leader)
+                    backoff_max=settings.source.backoff_max, health=health, stop=stop, wake=wake, leader=leader,
+                    prepare=replica.prepare if replica is not None else None,
+                    after_poll=replica.publish if replica is not None else None)
     if args.watch:
         watch_directory(args.watch, wake, stop)
     try:
@@ -189,6 +220,9 @@ def _serve(
         return code
     finally:
         stop.set()
+        if replica is not None:
+            replica.publish()  # the last pass's state, before the lease is handed over
+            replica.close()
         if leader is not None:
             leader.stop()  # hands the lease over at once
         if chat is not None:

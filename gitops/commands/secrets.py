@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from gitops.apply.secrets import SecretError, SecretStore
+from gitops.apply.secrets import SecretError
+from gitops.apply.stores import describe_store, open_existing_secret_store
 from gitops.commands._common import add_command, common_options, load_settings
 
 OPTIONS = ("settings", "state_dir")
@@ -16,9 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = add_command(
         sub, "secrets", OPTIONS,
         help="show generated credentials (agent passwords, storage secrets, gateway keys)",
-        description="Read the secret store in the state directory (secrets.db; set HICLAW_GITOPS_SECRET_KEY if it "
-        "is encrypted). `list` prints names only; `get NAME` prints one value, for a local operator. Options go "
-        "before or after the action.",
+        description="Read the secret store the settings name (`secret_store.backend`): secrets.db in the state "
+        "directory (set HICLAW_GITOPS_SECRET_KEY if it is encrypted), or the Kubernetes Secrets of `backend: "
+        "kubernetes` (through KUBECONFIG). `list` prints names only; `get NAME` prints one value, for a local "
+        "operator. Options go before or after the action.",
     )
     actions = p.add_subparsers(dest="secrets_action", metavar="ACTION", required=True)
     after = [common_options(*OPTIONS, suppress=True)]  # the same options after the action
@@ -31,27 +32,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops.providers.errors import PermanentError, TransientError
+
     settings = load_settings(args)
-    state_dir = Path(settings.state_dir)
-    if not SecretStore.exists(state_dir):
-        print(f"hiclaw-gitops: no secret store in {state_dir} (nothing has been applied there yet)", file=sys.stderr)
-        return 1
     try:
-        store = SecretStore(state_dir)
+        store = open_existing_secret_store(settings)
     except SecretError as exc:
         print(f"hiclaw-gitops: {exc}", file=sys.stderr)
+        return 1
+    if store is None:
+        print(f"hiclaw-gitops: no secret store in {settings.state_dir} (nothing has been applied there yet)",
+              file=sys.stderr)
         return 1
     try:
         if args.secrets_action == "list":
             for name in store.names():
                 print(name)
             return 0
-        try:
-            value = store.get(args.name)
-        except SecretError as exc:
-            print(f"hiclaw-gitops: {exc}", file=sys.stderr)
-            return 1
+        value = store.get(args.name)
         print(value)
         return 0
+    except SecretError as exc:
+        print(f"hiclaw-gitops: {exc}", file=sys.stderr)
+        return 1
+    except (TransientError, PermanentError) as exc:  # the Kubernetes store's API calls
+        print(f"hiclaw-gitops: cannot read {describe_store(settings)}: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()

@@ -15,6 +15,10 @@ lease duration) after the last successful acquire or renew, by the monotonic clo
 SIGSTOP, a frozen VM) for longer than that wakes up not leading — before it has spoken to the store — and a
 standby has had the lease for at least `lease_duration - renew_deadline` by then, so the two never write
 together. Stopping releases the lease (holder cleared) so a standby takes over at its next try.
+
+`term` counts this process's acquisitions (a create or a takeover, never a renewal of a lease still ours): a
+term that changed means someone else may have held the lease, and written, since this process last led — what
+state replication (gitops.daemon.replica) asks before trusting its own state directory again.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ class LeaderElector:
         self._observed: tuple[str, str, str] | None = None  # (holder, renewed, version) last seen
         self._observed_at = 0.0
         self._was_leading = False
+        self._term = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -119,21 +124,29 @@ class LeaderElector:
         with self._lock:
             return self._renewed_at is not None and self._monotonic() - self._renewed_at < self.timing.renew_deadline
 
+    @property
+    def term(self) -> int:
+        """How many times this process acquired the lease (renewals do not count)."""
+        with self._lock:
+            return self._term
+
     # One round -----------------------------------------------------------------------------------------
 
     def try_acquire_or_renew(self) -> bool:
         """One round of the campaign; whether this process leads afterwards."""
         try:
-            won = self._round()
+            won, acquired = self._round()
         except LeaseConflict:
-            won = False
+            won = acquired = False
         except (TransientError, PermanentError) as exc:
             log.warning("leader election: %s", exc)
-            won = False
+            won = acquired = False
         now = self._monotonic()
         with self._lock:
             if won:
                 self._renewed_at = now
+            if acquired:
+                self._term += 1
         leading = self.leading()
         if leading != self._was_leading:
             self._was_leading = leading
@@ -142,14 +155,15 @@ class LeaderElector:
                 self._on_change(leading)
         return leading
 
-    def _round(self) -> bool:
+    def _round(self) -> tuple[bool, bool]:
+        """(leads now, acquired the lease in this round)."""
         now = self._monotonic()
         current = self.store.get()
         stamp = _now_rfc3339()
         duration = self.timing.lease_duration
         if current is None:
             self.store.create(LeaseRecord(self.identity, duration, stamp, 0, stamp))
-            return True
+            return True, True
         seen = (current.holder, current.renewed, current.version)
         if seen != self._observed:  # the record moved: its holder is alive, as of now by our clock
             self._observed, self._observed_at = seen, now
@@ -157,13 +171,13 @@ class LeaderElector:
             # Still ours, even after a pause past the renew deadline: the write is refused if anyone else
             # wrote since we read it, and we lead again only once it succeeds.
             self.store.update(replace(current, renewed=stamp, duration=duration))
-            return True
+            return True, self._term == 0  # a lease left by this identity before a restart is a new term here
         expired = not current.holder or now - self._observed_at >= max(current.duration, 0.0)
         if not expired:
-            return False
+            return False, False
         self.store.update(replace(current, holder=self.identity, duration=duration, renewed=stamp, acquired=stamp,
                                   transitions=current.transitions + 1))
-        return True
+        return True, True
 
     # The campaign thread -------------------------------------------------------------------------------
 

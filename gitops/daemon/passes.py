@@ -14,8 +14,8 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from gitops.apply.secrets import SecretStore
 from gitops.apply.state import StateStore
+from gitops.apply.stores import open_existing_secret_store, open_secret_store
 from gitops.compile.cache import CompileCache
 from gitops.pipeline import ReconcileResult, reconcile
 from gitops.providers.wiring import build_backends, close_backends
@@ -41,10 +41,14 @@ class DaemonPass:
         self.strict = strict
         self.stop = stop or threading.Event()  # the daemon's: set on SIGTERM
         self.preempt: Callable[[], bool] | None = None  # set by the poller: is a newer commit waiting?
+        self.during: Callable[[], object] | None = None  # called now and then during a pass (state replication)
         self.check_every = check_every if check_every is not None else max(1.0, settings.source.poll_interval)
         self.store = StateStore(settings.state_dir)
-        with_secrets = bool(settings.providers) or SecretStore.exists(settings.state_dir)
-        self.secrets = SecretStore(settings.state_dir) if with_secrets else None
+        try:  # with no provider, only a store that already exists (nothing is generated)
+            self.secrets = open_secret_store(settings) if settings.providers else open_existing_secret_store(settings)
+        except BaseException:
+            self.store.close()
+            raise
         try:
             self.backends = build_backends(settings, self.secrets)
         except BaseException:
@@ -94,6 +98,9 @@ class DaemonPass:
             if self.stop.is_set():
                 halt.set()
                 return
+            if self.during is not None:
+                with contextlib.suppress(Exception):  # it logs its own failures; the pass goes on
+                    self.during()
             waited += tick
             if self.preempt is not None and waited >= self.check_every:
                 waited = 0.0

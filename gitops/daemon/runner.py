@@ -39,7 +39,9 @@ STANDBY_WAIT = 1.0  # seconds between a standby's looks at its leadership
 
 class Daemon:
     """Runs polls until stopped: on a timer with jitter, on webhook or file-watch wake-ups, with backoff.
-    With a `leader`, polls only while this process leads; a standby waits and says so in /readyz."""
+    With a `leader`, polls only while this process leads; a standby waits and says so in /readyz. `prepare` is
+    asked before every poll and must say True first (state replication restores a new leader's state there:
+    cheap once done); `after_poll` runs after each (it publishes the state a pass changed)."""
 
     def __init__(
         self,
@@ -52,6 +54,8 @@ class Daemon:
         stop: threading.Event | None = None,
         wake: threading.Event | None = None,
         leader: Leadership | None = None,
+        prepare: Callable[[], bool] | None = None,
+        after_poll: Callable[[], object] | None = None,
     ) -> None:
         self.poll = poll
         self.interval = interval
@@ -63,6 +67,8 @@ class Daemon:
         self.failures = 0
         self.polls = 0
         self.leader = leader
+        self.prepare = prepare
+        self.after_poll = after_poll
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if signum is not None and not self.stop.is_set():
@@ -90,10 +96,11 @@ class Daemon:
             while not self.stop.is_set():
                 self.health.beat()
                 self.wake.clear()
-                if not self._leads():
+                if not self._leads() or not self._prepared():
                     self.wake.wait(min(STANDBY_WAIT, self.interval))
                     continue
                 outcome = self._poll()
+                self._after_poll()
                 self.polls += 1
                 self.failures = self.failures + 1 if outcome.failed else 0
                 if once:
@@ -117,6 +124,26 @@ class Daemon:
             if not leading:  # ready again after the first poll as leader
                 self.health.set_ready(False, "standby: another replica holds the leader lease")
         return leading
+
+    def _prepared(self) -> bool:
+        if self.prepare is None:
+            return True
+        try:
+            ready = self.prepare()
+        except Exception as exc:  # same as a refusal: not ready, asked again
+            log.exception("preparing the pass failed", extra={"fields": {"error": REDACTOR.redact(str(exc))}})
+            ready = False
+        if not ready:
+            self.health.set_ready(False, "the replicated state is not restored yet; retrying")
+        return ready
+
+    def _after_poll(self) -> None:
+        if self.after_poll is None:
+            return
+        try:
+            self.after_poll()
+        except Exception as exc:  # publishing state never stops the daemon; the next poll tries again
+            log.exception("after the poll", extra={"fields": {"error": REDACTOR.redact(str(exc))}})
 
     def _poll(self) -> PollOutcome:
         try:

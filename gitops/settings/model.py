@@ -89,6 +89,17 @@ class LeaderElectionSettings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    replicate_state: bool = False  # snapshots of the state in Secrets, restored by a new leader (needs secret_store)
+    replicate_interval: float = 30.0  # at most this often while a long pass keeps changing the state
+
+
+@dataclass(frozen=True, slots=True)
+class SecretStoreSettings:
+    """Where generated credentials live: `file` (secrets.db in the state directory) or `kubernetes` (Secrets)."""
+
+    backend: str = "file"
+    namespace: str = ""  # empty: runtime.namespace
+    instance: str = ""  # empty: runtime.instance
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +235,7 @@ class Settings:
     storage: StorageSettings | None = None
     gateway: GatewaySettings | None = None
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    secret_store: SecretStoreSettings = field(default_factory=SecretStoreSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
@@ -284,6 +296,7 @@ _SECTIONS: dict[str, type] = {
     "storage": StorageSettings,
     "gateway": GatewaySettings,
     "leader_election": LeaderElectionSettings,
+    "secret_store": SecretStoreSettings,
     "notify": NotifySettings,
     "prune": PruneSettings,
     "drift": DriftSettings,

@@ -16,8 +16,11 @@ against a real cluster from KUBECONFIG instead):
 - answers 404 (missing object or namespace), 409 (exists / stale version / apply conflict), 422 (invalid name,
   missing fields, a Deployment whose selector does not match its template, a name that differs from the URL)
   and, when told to (`fail_next`), any status with a `Retry-After` header (429, 500...);
-- it records every call it served (`calls`: verb, API group, resource, namespace, name) so a test can hold
-  the RBAC manifests against what was really asked.
+- it records every call it served (`calls`: verb, API group, resource, namespace, name, and the bearer token
+  that made it, so two clients with tokens of their own can be told apart) so a test can hold the RBAC manifests
+  against what was really asked;
+- `hold` keeps the next matching call waiting (outside the server's lock) until the test releases it: a
+  client caught with a write in flight, at a point the test chooses.
 
 Simplifications (documented, not hidden): lists are atomic fields for ownership (a real server merges `env`,
 `ports` and `containers` by key); no watch, no admission, no defaulting beyond what the tests read back;
@@ -64,6 +67,18 @@ class Call:
     resource: str
     namespace: str
     name: str
+    user: str = ""  # the bearer token that made the call
+
+
+@dataclass(slots=True)
+class Hold:
+    """A call held by `FakeCluster.hold`: `arrived` is set when it comes in, `release` lets it through."""
+
+    verb: str
+    resource: str
+    user: str
+    arrived: threading.Event
+    release: threading.Event
 
 
 class Status(Exception):
@@ -201,6 +216,7 @@ class FakeCluster:
         self.operations: dict[tuple[str, str, str], dict[str, str]] = {}  # manager -> Apply or Update
         self.calls: list[Call] = []
         self.faults: list[tuple[str, str, Status]] = []  # (verb, resource, status) served instead, once
+        self.holds: list[Hold] = []
         self._version = 0
         self.lock = threading.RLock()
 
@@ -213,6 +229,23 @@ class FakeCluster:
                         f"injected {code}", retry_after)
         with self.lock:
             self.faults.extend((verb, resource, status) for _ in range(times))
+
+    def hold(self, verb: str, resource: str, user: str = "") -> Hold:
+        """The next `verb` on `resource` (by `user`'s token, when given) waits for `release` before it is served."""
+        held = Hold(verb, resource, user, threading.Event(), threading.Event())
+        with self.lock:
+            self.holds.append(held)
+        return held
+
+    def _wait_if_held(self, verb: str, resource: str, user: str) -> None:
+        with self.lock:
+            held = next((h for h in self.holds if h.verb == verb and h.resource == resource
+                         and h.user in ("", user)), None)
+            if held is not None:
+                self.holds.remove(held)
+        if held is not None:
+            held.arrived.set()
+            held.release.wait(60)
 
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.verb in ("create", "update", "patch", "delete")]
@@ -228,7 +261,8 @@ class FakeCluster:
 
     # Serving ---------------------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: Mapping[str, str], ctype: str, body: bytes) -> tuple[int, Any]:
+    def handle(self, method: str, path: str, query: Mapping[str, str], ctype: str, body: bytes,
+               user: str = "") -> tuple[int, Any]:
         m = _PATH.match(path)
         if not m or m.group("res") not in RESOURCES:
             raise Status(404, "NotFound", f"the server could not find the requested resource ({method} {path})")
@@ -240,8 +274,9 @@ class FakeCluster:
                 "DELETE": "delete"}.get(method, "")
         if not verb or (not name and verb not in ("list", "create")):
             raise Status(405, "MethodNotAllowed", f"{method} {path} is not supported")
+        self._wait_if_held(verb, resource, user)
         with self.lock:
-            self.calls.append(Call(verb, group, resource, ns, name))
+            self.calls.append(Call(verb, group, resource, ns, name, user))
             for i, (fverb, fres, status) in enumerate(self.faults):
                 if fverb in (verb, "*") and fres in (resource, "*"):
                     del self.faults[i]
@@ -478,8 +513,9 @@ class FakeApiServer:
                 body = self.rfile.read(length) if length else b""
                 headers: dict[str, str] = {}
                 try:
+                    user = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                     code, payload = cluster_.handle(self.command, url.path, query,
-                                                    self.headers.get("Content-Type", ""), body)
+                                                    self.headers.get("Content-Type", ""), body, user)
                 except Status as st:
                     code = st.code
                     payload = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -515,11 +551,11 @@ class FakeApiServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def kubeconfig(self, path: Path, namespace: str = "hiclaw") -> Path:
+    def kubeconfig(self, path: Path, namespace: str = "hiclaw", token: str = "fake-token") -> Path:
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "fake",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "users": [{"name": "fake", "user": {"token": token}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
         }
         path.write_text(yaml.safe_dump(config))
