@@ -91,8 +91,9 @@ def _plan(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
 
 def _plan_live(args: argparse.Namespace, settings: Settings, org: OrgSource) -> int:
     """Plan against what the configured providers observe now (a dry run of apply)."""
-    from gitops.apply.secrets import SecretError, SecretStore
+    from gitops.apply.secrets import SecretError
     from gitops.apply.state import StateStore
+    from gitops.apply.stores import open_existing_secret_store
     from gitops.extras import require_backends
     from gitops.pipeline import reconcile
     from gitops.providers.wiring import BackendsUnavailable, backend_names, build_backends, close_backends
@@ -105,7 +106,7 @@ def _plan_live(args: argparse.Namespace, settings: Settings, org: OrgSource) -> 
     store = StateStore(settings.state_dir)
     try:
         # Read only (nothing is generated): what each consumer carries is part of its hash (see with_credentials).
-        secrets = SecretStore(settings.state_dir) if SecretStore.exists(settings.state_dir) else None
+        secrets = open_existing_secret_store(settings)
     except SecretError as exc:
         close_backends(backends)
         store.close()
