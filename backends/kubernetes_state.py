@@ -130,17 +130,27 @@ def _data(item: dict[str, Any]) -> bytes | None:
 
 
 def _assemble(parts: list[tuple[int, int, str, bytes | None]]) -> tuple[bytes | None, str, str]:
-    """(blob, digest, '') for a complete generation, else (None, '', why not)."""
-    counts, digests = {of for _, of, _, _ in parts}, {d for _, _, d, _ in parts}
-    if len(counts) != 1 or len(digests) != 1:
-        return None, "", "its chunks disagree on their number or digest"
-    of, digest = counts.pop(), digests.pop()
+    """(blob, digest, '') for a complete generation, else (None, '', why not). Chunks are matched by digest: a
+    stray chunk of the same number (a write from a replica that had just lost the lease) spoils nothing."""
+    why = ""
+    for digest in sorted({d for _, _, d, _ in parts}):
+        blob, why = _whole([p for p in parts if p[2] == digest], digest)
+        if blob is not None:
+            return blob, digest, ""
+    return None, "", why
+
+
+def _whole(parts: list[tuple[int, int, str, bytes | None]], digest: str) -> tuple[bytes | None, str]:
+    counts = {of for _, of, _, _ in parts}
+    if len(counts) != 1:
+        return None, "its chunks disagree on their number"
+    of = counts.pop()
     by_index = {index: data for index, _, _, data in parts}
     if set(by_index) != set(range(of)):
-        return None, "", f"{len(by_index)} of {of} chunks"
+        return None, f"{len(by_index)} of {of} chunks"
     if any(data is None for data in by_index.values()):
-        return None, "", "a chunk does not decode"
+        return None, "a chunk does not decode"
     blob = b"".join(by_index[i] or b"" for i in range(of))
     if hashlib.sha256(blob).hexdigest() != digest:
-        return None, "", "the chunks do not match the digest"
-    return blob, digest, ""
+        return None, "the chunks do not match the digest"
+    return blob, ""

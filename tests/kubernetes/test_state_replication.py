@@ -274,3 +274,20 @@ def test_snapshot_bytes_are_a_plain_tar_gz(tmp_path: Path) -> None:
         loop = tar.extractfile("loop.json")
         assert loop is not None and json.loads(loop.read())["last_commit"] == "c1"
     assert sorted(names) == ["loop.json", "state.db"]
+
+
+def test_damaged_or_stray_chunks_never_spoil_a_generation(kube_env: KubeEnv, snapshots: KubeStateSnapshots) -> None:
+    old, new = b"generation one " * 300, b"generation two " * 300
+    snapshots.save(1, old, digest_of(old), guard=lambda: True)
+    snapshots.save(2, new, digest_of(new), guard=lambda: True)
+    # A replica that had just lost the lease lands one late chunk of its own under the same generation number.
+    stray = b"late"
+    kube_env.raw.apply(snapshots._body(snapshots.name(2, 5), 2, 5, 6, digest_of(stray), stray), kube_env.namespace)
+    loaded = snapshots.load()
+    assert loaded.newest is not None and loaded.newest.blob == new and loaded.highest == 2
+    # A chunk whose bytes no longer match the digest: that generation is skipped, an older whole one is not
+    # there any more (removed after generation 2 was complete), so nothing is restored rather than garbage.
+    body = snapshots._body(snapshots.name(2, 0), 2, 0, len(range(0, len(new), snapshots.chunk)), digest_of(new),
+                           b"tampered")
+    kube_env.raw.apply(body, kube_env.namespace)
+    assert snapshots.load().newest is None
