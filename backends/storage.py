@@ -197,7 +197,12 @@ class StorageBackend:
                     out[f"storage/bucket/{name}"] = Observed(f"storage/bucket/{name}", {"bucket": name})
         if files and f"storage/bucket/{self.bucket}" in out:
             listed = self._list("")
-            out.update(self._observe_objects(listed, scope.names.get(OBJECT, frozenset())))
+            wanted = scope.names.get(OBJECT, frozenset())
+            if OBJECT in scope.names and not wanted and not scope.exact:
+                # "Everything of ours" (no names: what a pass never asks, a review does): listings carry no
+                # metadata, so each listed key is asked for its label — archives excepted, they are history.
+                wanted = frozenset(k for k in listed if not k.startswith(ARCHIVE + "/"))
+            out.update(self._observe_objects(listed, wanted))
             areas = {key.split("/", 2)[1] for key in listed if key.startswith("agents/") and key.count("/") >= 2}
             for rt in areas:
                 key = f"storage/area/agents/{rt}"
