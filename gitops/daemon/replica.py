@@ -266,9 +266,13 @@ class StateReplica:
                 loaded = self.snapshots.load()
                 local = self.local_generation()
                 newest = loaded.newest
+                published = newest.digest if newest is not None and newest.generation >= local else ""
                 if newest is not None and newest.generation > local:
                     restore_snapshot(self.dir, newest.blob)
                     self._mark(newest.generation, newest.digest)
+                    # What the restored directory packs to now (a restored database is not byte for byte the
+                    # copy it came from): the first publish of the term writes only what this leader changes.
+                    published = digest_of(make_snapshot(self.dir))
                     log.info("state restored from the cluster", extra={"fields": {
                         "generation": newest.generation, "previous": local, "bytes": len(newest.blob)}})
                     if self.on_restore is not None:
@@ -281,7 +285,7 @@ class StateReplica:
                             extra={"fields": {"error": str(exc)}})
                 return False
             self._next = max(loaded.highest, local) + 1
-            self._published = newest.digest if newest is not None and newest.generation >= local else ""
+            self._published = published
             self._seen = None  # the first check of the term compares content with the cluster's
             self._term = term
             return True
