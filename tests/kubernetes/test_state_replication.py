@@ -291,3 +291,86 @@ def test_damaged_or_stray_chunks_never_spoil_a_generation(kube_env: KubeEnv, sna
                            b"tampered")
     kube_env.raw.apply(body, kube_env.namespace)
     assert snapshots.load().newest is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_long_pass_publishes_at_most_every_interval(
+    kube_env: KubeEnv, snapshots: KubeStateSnapshots, tmp_path: Path
+) -> None:
+    _state(tmp_path, 1)
+    clock = Clock()
+    replica = StateReplica(tmp_path, snapshots, Election(), interval=30.0, monotonic=clock)
+    assert replica.prepare() and replica.publish()
+    store = StateStore(tmp_path)
+    try:
+        for i in range(3):  # the pass goes on writing; `during` is asked every tick
+            store.record(ManagedObject(Provider.RUNTIME, "container", f"hiclaw-worker-x{i}", {"i": i}, "Worker/x"))
+            clock.now += 10
+            replica.during()
+        assert replica.local_generation() == 2, "published more (or less) often than every 30 s"
+        clock.now += 30
+        replica.during()
+        assert replica.local_generation() == 2, "published an unchanged state"
+    finally:
+        store.close()
+
+
+def test_the_daemon_passes_only_once_the_state_is_prepared() -> None:
+    import threading
+
+    from gitops.daemon.pollers import PollOutcome
+    from gitops.daemon.runner import Daemon
+
+    answers = iter([False, False, True])
+    polls: list[int] = []
+    published: list[int] = []
+    ready_seen: list[bool] = []
+
+    def prepare() -> bool:
+        ready_seen.append(daemon.health.snapshot()["ready"] is True)
+        return next(answers, True)
+
+    def poll() -> PollOutcome:
+        polls.append(1)
+        if len(polls) == 2:
+            daemon.request_stop()
+        return PollOutcome.UNCHANGED
+
+    daemon = Daemon(poll, interval=0.01, jitter=0.0, prepare=prepare, after_poll=lambda: published.append(1))
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert len(polls) == 2 and len(published) == 2
+    assert ready_seen[:3] == [False, False, False], "ready before the state was restored"
+
+
+def test_a_term_counts_acquisitions_not_renewals(kube_env: KubeEnv) -> None:
+    from backends.kubernetes_api import KubeApi
+    from backends.kubernetes_lease import KubeLeaseStore
+    from gitops.daemon.leader import LeaderElector, Timing
+
+    name = f"term-{kube_env.session}"
+    timing = Timing(1.0, 0.6, 0.1)
+    a = LeaderElector(KubeLeaseStore(name, kube_env.namespace, KubeApi()), "pod-a", timing)
+    b = LeaderElector(KubeLeaseStore(name, kube_env.namespace, KubeApi()), "pod-b", timing)
+    try:
+        assert a.try_acquire_or_renew() and a.term == 1
+        assert a.try_acquire_or_renew() and a.term == 1, "a renewal began a term"
+        a.stop(release=True)
+        assert b.try_acquire_or_renew() and b.term == 1
+        b.stop(release=True)
+        assert a.try_acquire_or_renew() and a.term == 2, "a lease taken back after someone else held it"
+    finally:
+        a.stop(release=False)
+        b.stop(release=False)
+        kube_env.raw.delete("Lease", kube_env.namespace, name)
+        a.store.close()  # type: ignore[attr-defined]
+        b.store.close()  # type: ignore[attr-defined]
