@@ -319,12 +319,17 @@ def object_store(state_dir: Path) -> Any:
     return SeaweedFS(state_dir / STORAGE_DIR)
 
 
-def settings_document(state_dir: Path) -> dict[str, Any]:
-    """The settings of a local reconcile: the runtime on the local engine, and Matrix on the local homeserver
-    once it has been configured."""
+def network_of(instance: str) -> str:
+    """The Docker network of an instance: `hiclaw-net` for the demo's own, `<instance>-net` for another."""
+    return LOCAL_NETWORK if instance == LOCAL_INSTANCE else f"{instance}-net"
+
+
+def settings_document(state_dir: Path, instance: str = LOCAL_INSTANCE) -> dict[str, Any]:
+    """The settings of a local reconcile: the runtime on the local engine (containers labelled with
+    `instance`), and Matrix on the local homeserver once it has been configured."""
     document: dict[str, Any] = {
         "state_dir": str(state_dir.resolve()),
-        "runtime": {"backend": "docker", "instance": LOCAL_INSTANCE, "network": LOCAL_NETWORK},
+        "runtime": {"backend": "docker", "instance": instance, "network": network_of(instance)},
     }
     hs = homeserver(state_dir)
     if hs.config_file.exists():
@@ -336,12 +341,22 @@ def settings_document(state_dir: Path) -> dict[str, Any]:
     return document
 
 
-def write_settings(state_dir: Path) -> Path:
+def write_settings(state_dir: Path, instance: str = LOCAL_INSTANCE) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "settings.yaml"
     text = "# Written by the local stack (deploy/demo.sh): reconcile onto the local Docker engine and homeserver.\n"
-    path.write_text(text + yaml.safe_dump(settings_document(state_dir), sort_keys=False), encoding="utf-8")
+    path.write_text(text + yaml.safe_dump(settings_document(state_dir, instance), sort_keys=False), encoding="utf-8")
     return path
+
+
+def written_instance(state_dir: Path) -> str:
+    """The instance the settings file of `state_dir` names (the demo's own when there is none)."""
+    try:
+        document = yaml.safe_load((state_dir / "settings.yaml").read_text(encoding="utf-8"))
+        instance = document["runtime"]["instance"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return LOCAL_INSTANCE
+    return instance if isinstance(instance, str) and instance else LOCAL_INSTANCE
 
 
 @dataclass
@@ -350,12 +365,14 @@ class LocalStack:
 
     state_dir: Path
     components: list[Component]
+    instance: str = LOCAL_INSTANCE  # the label of its containers (another lets two stacks share an engine)
 
     @classmethod
-    def default(cls, state_dir: Path | str = DEFAULT_STATE_DIR, docker_url: str = "") -> LocalStack:
+    def default(cls, state_dir: Path | str = DEFAULT_STATE_DIR, docker_url: str = "",
+                instance: str = LOCAL_INSTANCE) -> LocalStack:
         state = Path(state_dir)
         engine = DockerEngine(state, docker_url)
-        return cls(state, [engine, StandInImages(engine), homeserver(state), object_store(state)])
+        return cls(state, [engine, StandInImages(engine), homeserver(state), object_store(state)], instance)
 
     def up(self, say: Any = print) -> Path:
         """Ensure every component; write and return the settings file. A component that cannot start is a
@@ -368,7 +385,7 @@ class LocalStack:
                 say(component.ensure())
             except (SynapseError, SeaweedFSError, OSError) as exc:
                 raise StackError(f"{getattr(component, 'name', type(component).__name__)}: {exc}") from None
-        return write_settings(self.state_dir)
+        return write_settings(self.state_dir, self.instance)
 
     def down(self, say: Any = print) -> None:
         for component in reversed(self.components):

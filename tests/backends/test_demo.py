@@ -1,7 +1,7 @@
 """`hiclaw-gitops demo` end to end on the real engine: stack up, two passes (the second `No changes.`), down.
 
-The demo's instance and network are swapped for this session's, so a demo someone runs on the same engine
-is never touched.
+The demo runs with this session's instance (`--instance`), so a demo someone runs on the same engine is never
+touched.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerharness import INSTANCE, NETWORK
+from dockerharness import INSTANCE
 
 from deploy import demo, localstack
 
@@ -19,30 +19,20 @@ EXAMPLE_ORG = Path(__file__).resolve().parents[2] / "example-org"
 
 
 @pytest.fixture
-def isolated_demo(monkeypatch: Any, docker_client: Any) -> Any:
-    original = localstack.settings_document
-
-    def settings_document(state_dir: Path) -> dict[str, Any]:
-        doc = original(state_dir)
-        doc["runtime"] = {**doc["runtime"], "instance": INSTANCE, "network": NETWORK}
-        return doc
-
+def isolated_demo(docker_client: Any) -> Any:
     # Container names are global to the engine: a demo someone left running holds the example org's names.
     label = f"hiclaw.io/managed-by={localstack.LOCAL_INSTANCE}"
     running = docker_client.api.containers(all=True, filters={"label": [label]})
     if running:
         pytest.fail(f"the demo is running on this engine ({len(running)} containers labelled {label}); "
                     "bring it down with `bash deploy/demo.sh --down`", pytrace=False)
-    monkeypatch.setattr(localstack, "settings_document", settings_document)
-    monkeypatch.setattr(demo, "LOCAL_INSTANCE", INSTANCE)
-    monkeypatch.setattr(demo, "LOCAL_NETWORK", NETWORK)
     yield docker_client
-    localstack.remove_instance(INSTANCE, NETWORK)
+    localstack.remove_instance(INSTANCE, localstack.network_of(INSTANCE))
 
 
 def test_demo_converges_and_comes_down(isolated_demo: Any, tmp_path: Path, capsys: Any) -> None:
     state = tmp_path / "state"
-    assert demo.main(["--state-dir", str(state), "--color", "never", str(EXAMPLE_ORG)]) == 0
+    assert demo.main(["--state-dir", str(state), "--instance", INSTANCE, "--color", "never", str(EXAMPLE_ORG)]) == 0
     out = capsys.readouterr().out
     first, second = out.split("== pass 2", 1)
     planned = re.search(r"Plan: (\d+) to create, 0 to update, 0 to delete\.", first)
@@ -56,6 +46,6 @@ def test_demo_converges_and_comes_down(isolated_demo: Any, tmp_path: Path, capsy
     assert len(running) == 12 and agents == 12 + 33 + 68
     assert "Matrix:  homeserver http://127.0.0.1:" in second and "secrets get matrix/admin/password" in second
 
-    assert demo.main(["--down", "--state-dir", str(state)]) == 0
+    assert demo.main(["--down", "--state-dir", str(state)]) == 0  # the instance is read from its settings
     assert isolated_demo.api.containers(all=True, filters={"label": [f"hiclaw.io/managed-by={INSTANCE}"]}) == []
     assert "removed network" in capsys.readouterr().out
