@@ -190,6 +190,13 @@ def org_repository(state_dir: Path, org: Path) -> tuple[Path, Path, bool]:
     return repo, work, True
 
 
+def mass_deletion(org: Path) -> str:
+    """Folders of `org` whose removal deletes many agents and leaves a valid org ('' when there are none): the
+    teams (else the workers), with the Humans that name them (a Human naming a missing team is invalid)."""
+    agents = next((d for d in ("teams", "workers") if (org / d).is_dir()), "")
+    return f"{agents} humans" if agents and (org / "humans").is_dir() else agents
+
+
 def serve_settings(state_dir: Path, instance: str, repo: Path, room: str) -> Path:
     """The daemon's settings: the stack's, plus the local repository as source, health on a free loopback port,
     and the Manager DM as the admin's room (escalations and chat commands)."""
@@ -219,7 +226,7 @@ def serve(state_dir: Path, org: Path, manager: str, instance: str, settings: Any
     room = f"#hiclaw-manager-{manager}:{matrix.server_name}"
     settings_file = serve_settings(state_dir, instance, repo, room)
     wc = f"git -C {work}"
-    gone = " ".join(d for d in ("teams", "workers") if (work / d).is_dir())
+    gone = mass_deletion(work)
     print(f"\n== serving: hiclaw-gitops run follows {repo} (branch {BRANCH}; "
           f"{'made now from ' + str(org) if made else 'kept from an earlier --serve'}), polling every "
           f"{POLL_INTERVAL:.0f} s, with chat commands in the admin's room. Ctrl-C stops it.")
