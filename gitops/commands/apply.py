@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--auto-approve", action="store_true",
                    help="apply without asking (required when not attached to a terminal)")
     p.add_argument("--allow-mass-delete", action="store_true",
-                   help="apply even when the prune guard trips (many agents deleted, or an empty org)")
+                   help="apply even when a guard trips (many agents deleted or, with enforce-state, stopped; or an "
+                   "empty org)")
     p.add_argument("--concurrency", type=int, metavar="N",
                    help="changes in flight per provider (default: each provider's `concurrency` setting)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", default=300.0,
@@ -181,7 +182,9 @@ def approved(plan: Plan) -> bool:
     if not sys.stdin.isatty():
         raise CommandError("the plan has changes and stdin is not a terminal: pass --auto-approve to apply")
     if plan.guard.get("tripped"):
-        print("Warning: the prune guard tripped; without --allow-mass-delete the deletions are refused.")
+        from gitops.plan.guard import guard_names
+
+        print(f"Warning: the {guard_names(plan.guard)} tripped; without --allow-mass-delete this plan is refused.")
     try:
         answer = input("Apply these changes? Only 'yes' is accepted: ")
     except EOFError:
