@@ -5,8 +5,9 @@ Provider `runtime`, object type `container` (the same compiled objects as the Do
 `backends.kubernetes_objects`; the calls and the error classification in `backends.kubernetes_api`;
 docs/kubernetes.md is the operator's view.
 
-Observation is four label-selector lists per pass (`hiclaw.io/managed-by=<instance>`: Deployments,
-ServiceAccounts, Secrets, Services), never one call per agent. The Deployment is the agent: its annotations
+Observation is four label-selector lists per pass (`hiclaw.io/managed-by=<instance>`, without the secret
+store's and the state snapshots' Secrets: Deployments, ServiceAccounts, Secrets, Services), never one call per
+agent. The Deployment is the agent: its annotations
 record the hash and the applied spec; the recorded hash is trusted only while the cluster agrees (image, labels,
 and the companions the spec needs exist), else it is None and the plan applies again.
 
@@ -33,6 +34,8 @@ from backends.kubernetes_api import KubeApi
 from backends.kubernetes_objects import (
     KINDS,
     LABEL_MANAGED_BY,
+    LABEL_SECRET_STORE,
+    LABEL_STATE_SNAPSHOT,
     RUNNING,
     STATES,
     STOPPED,
@@ -80,7 +83,9 @@ class KubernetesBackend:
 
     @property
     def selector(self) -> str:
-        return f"{LABEL_MANAGED_BY}={self.instance}"
+        """Ours, without the reconciler's own bookkeeping Secrets (the secret store's credentials and the state
+        snapshots also carry managed-by): observation never downloads them."""
+        return f"{LABEL_MANAGED_BY}={self.instance},!{LABEL_SECRET_STORE},!{LABEL_STATE_SNAPSHOT}"
 
     # Protocol ----------------------------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from typing import Any
 from gitops.objects import SECRET_PREFIX, canonical_json, object_hash
 
 LABEL_MANAGED_BY = "hiclaw.io/managed-by"
+LABEL_SECRET_STORE = "hiclaw.io/secret-store"  # a credential of the secret store (backends.kubernetes_secrets)
+LABEL_STATE_SNAPSHOT = "hiclaw.io/state-snapshot"  # a chunk of a state snapshot (backends.kubernetes_state)
 LABEL_WORKLOAD = "hiclaw.io/workload"  # the Deployment's selector, with managed-by: never changes for a name
 ANN_SPEC_HASH = "hiclaw.io/spec-hash"
 ANN_APPLIED = "hiclaw.io/applied-spec"

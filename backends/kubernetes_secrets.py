@@ -27,11 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 from backends.kubernetes_api import KubeApi
-from backends.kubernetes_objects import LABEL_MANAGED_BY
+from backends.kubernetes_objects import LABEL_MANAGED_BY, LABEL_SECRET_STORE
 from gitops.apply.secrets import SecretError, SecretMissing, SecretStore, generate
 from gitops.settings.load import REDACTOR
 
-LABEL_STORE = "hiclaw.io/secret-store"
+LABEL_STORE = LABEL_SECRET_STORE
 ANN_NAME = "hiclaw.io/secret-name"
 
 

@@ -24,13 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 from backends.kubernetes_api import KubeApi
-from backends.kubernetes_objects import LABEL_MANAGED_BY
+from backends.kubernetes_objects import LABEL_MANAGED_BY, LABEL_STATE_SNAPSHOT
 from gitops.daemon.leader import NotLeading
 from gitops.daemon.replica import Loaded, Snapshot
 
 log = logging.getLogger("hiclaw_gitops.replica")
 
-LABEL_SNAPSHOT = "hiclaw.io/state-snapshot"
+LABEL_SNAPSHOT = LABEL_STATE_SNAPSHOT
 LABEL_GENERATION = "hiclaw.io/state-generation"
 ANN_DIGEST = "hiclaw.io/state-digest"
 ANN_CHUNKS = "hiclaw.io/state-chunks"

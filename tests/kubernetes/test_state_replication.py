@@ -374,3 +374,35 @@ def test_a_term_counts_acquisitions_not_renewals(kube_env: KubeEnv) -> None:
         kube_env.raw.delete("Lease", kube_env.namespace, name)
         a.store.close()  # type: ignore[attr-defined]
         b.store.close()  # type: ignore[attr-defined]
+
+
+def test_observation_never_lists_the_stores_own_secrets(kube_env: KubeEnv, snapshots: KubeStateSnapshots,
+                                                       tmp_path: Path) -> None:
+    """Credentials of the secret store and state chunks carry the instance's managed-by label too; the runtime
+    backend's lists leave them out (a pass never downloads every credential and the whole state)."""
+    from backends.kubernetes_secrets import KubeSecretStore
+    from gitops.providers.conformance import secret_resolver
+
+    backend = kube_env.backend()
+    store = KubeSecretStore(kube_env.namespace, kube_env.instance)
+    try:
+        agent = kube_env.desired("observed", state="Running")
+        backend.apply(agent, "create", None, secret_resolver())
+        store.get_or_create("gateway/observed/key")
+        _state(tmp_path, 1)
+        replica = StateReplica(tmp_path, snapshots, Election())
+        assert replica.prepare() and replica.publish()
+        listed = {i["metadata"]["name"] for i in kube_env.raw.list("Secret", kube_env.namespace, backend.selector)}
+        assert agent.name in listed
+        assert not any(n.startswith(("hiclaw-secret-", f"{kube_env.instance}-state-")) for n in listed), listed
+        assert list(backend.observe(type_scope_all(backend))) == [agent.key]
+    finally:
+        store.delete("gateway/observed/key")
+        store.close()
+        backend.close()
+
+
+def type_scope_all(backend: Any) -> Any:
+    from gitops.providers.conformance import type_scope
+
+    return type_scope(backend.types)
