@@ -406,3 +406,18 @@ def type_scope_all(backend: Any) -> Any:
     from gitops.providers.conformance import type_scope
 
     return type_scope(backend.types)
+
+
+def test_run_refuses_replication_without_a_shared_secret_store(fake_server: FakeApiServer, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from gitops.cli import main
+
+    org = tmp_path / "org"
+    org.mkdir()
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("state_dir: state\nruntime: {backend: kubernetes, namespace: hiclaw}\n"
+                        "leader_election: {enabled: true, identity: pod-a, replicate_state: true}\n")
+    assert main(["run", "--once", "--watch", str(org), "--settings", str(settings)]) == 1
+    err = capsys.readouterr().err
+    assert "replicate_state needs secret_store.backend: kubernetes" in err and "Traceback" not in err
+    assert fake_server.cluster.calls == [], "it touched the cluster before refusing"
