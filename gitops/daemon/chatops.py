@@ -89,7 +89,7 @@ class ChatOps:
         self.last_drift: tuple[str, int | str] | None = None
         self.thread: threading.Thread | None = None
         self.replies = 0
-        self.busy: tuple[str, float] | None = None  # (commit, monotonic start) while a pass runs
+        self.busy: tuple[str, str, float] | None = None  # (what, commit, monotonic start) while a pass runs
         reconciler.pass_fn = GuardedPass(reconciler.pass_fn, self)
 
     # Persistence ------------------------------------------------------------------------------------
@@ -170,16 +170,16 @@ class ChatOps:
         if added:
             self.wake.set()
         if busy is not None:  # commands wait for the pass in flight: say so now, answer when carried out
-            commit, since = busy
+            what, commit, since = busy
             for work in queued:
-                self.say(f"queued: a pass of commit {commit[:12]} is running (for {int(time.monotonic() - since)} "
+                self.say(f"queued: {what} of commit {commit[:12]} is running (for {int(time.monotonic() - since)} "
                          f"s); `{work.text}` runs when it ends, and its answer follows", work.event_id)
 
     @contextlib.contextmanager
-    def running(self, commit: str) -> Iterator[None]:
+    def running(self, commit: str, what: str = "a pass") -> Iterator[None]:
         """While a pass (or a drift check) runs: commands that arrive are acknowledged as queued at once."""
         with self.lock:
-            self.busy = (commit, time.monotonic())
+            self.busy = (what, commit, time.monotonic())
         try:
             yield
         finally:

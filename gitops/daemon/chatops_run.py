@@ -53,7 +53,7 @@ class GuardedPass:
 
     def drift(self, source: Any, commit: str) -> int:
         try:
-            with self.chat.running(commit):
+            with self.chat.running(commit, "a drift check"):
                 changes = int(self.inner.drift(source, commit))
         except Exception as exc:
             self.chat.last_drift = (commit, str(exc))
