@@ -32,15 +32,19 @@ from typing import Any
 
 from backends.kubernetes_api import KubeApi
 from backends.kubernetes_objects import (
+    ANN_POD,
     KINDS,
     LABEL_MANAGED_BY,
     LABEL_SECRET_STORE,
     LABEL_STATE_SNAPSHOT,
+    POD_DRIFT,
     RUNNING,
     STATES,
     STOPPED,
     Workload,
     manifests,
+    pod_digest,
+    pod_settings,
 )
 from gitops.objects import ManagedObject, Provider, make_key
 from gitops.providers.protocol import (
@@ -78,6 +82,9 @@ class KubernetesBackend:
         settings = ctx.settings if isinstance(ctx, BackendContext) else ctx
         self.settings = settings if isinstance(settings, RuntimeSettings) else RuntimeSettings()
         self.instance = self.settings.instance
+        s = self.settings
+        self.pod = pod_settings(s.resources, s.node_selector, s.tolerations, s.image_pull_secrets)
+        self.pod_digest = pod_digest(self.pod)
         self.namespace = self.settings.namespace
         self.api = KubeApi(api_client)
 
@@ -109,8 +116,11 @@ class KubernetesBackend:
             key = make_key(self.provider, TYPE, workload.name)
             if scope.exact and not scope.wants(key):
                 continue
-            out[key] = Observed(key, workload.observed_spec(self.instance), workload.recorded_hash(self.instance),
-                                {"uid": workload.uid})
+            spec, recorded = workload.observed_spec(self.instance), workload.recorded_hash(self.instance)
+            applied_pod = str(workload.annotations.get(ANN_POD) or "")
+            if applied_pod != self.pod_digest:  # the pod settings changed since: drift, shown as such
+                spec, recorded = {**spec, POD_DRIFT: applied_pod or "(none)"}, None
+            out[key] = Observed(key, spec, recorded, {"uid": workload.uid})
         return dict(sorted(out.items()))
 
     def apply(self, obj: ManagedObject, action: str, before: Observed | None, resolve: Resolve) -> ApplyResult:
@@ -127,10 +137,11 @@ class KubernetesBackend:
         deployment = current.get("Deployment")
         if deployment is not None:
             workload = Workload.of(deployment, current)
-            if workload.recorded_hash(self.instance, state) == obj.hash and workload.state == state:
+            if (workload.recorded_hash(self.instance, state) == obj.hash and workload.state == state
+                    and str(workload.annotations.get(ANN_POD) or "") == self.pod_digest):
                 return ApplyResult(Outcome.UNCHANGED, ids={"uid": workload.uid})
         made = manifests(obj.name, self.namespace, self.instance, obj.spec, obj.hash, obj.consumed,
-                         resolve(obj.spec))
+                         resolve(obj.spec), self.pod)
         if deployment is not None and action == "replace":
             self.api.delete("Deployment", self.namespace, obj.name)
             log.info("deleted Deployment %s/%s to replace it", self.namespace, obj.name)

@@ -32,6 +32,8 @@ ANN_SPEC_HASH = "hiclaw.io/spec-hash"
 ANN_APPLIED = "hiclaw.io/applied-spec"
 ANN_CONSUMED = "hiclaw.io/consumed"
 ANN_CONFIG = "hiclaw.io/config-hash"
+ANN_POD = "hiclaw.io/pod-settings"  # digest of the pod settings applied (runtime.resources, node_selector, ...)
+POD_DRIFT = "pod_settings"  # the pseudo-field an observation shows when they differ from the settings
 CONTAINER = "agent"
 RUNNING, SLEEPING, STOPPED = "Running", "Sleeping", "Stopped"
 STATES = (RUNNING, SLEEPING, STOPPED)
@@ -71,9 +73,30 @@ class Manifests:
         return f"Manifests({self.deployment['metadata']['name']})"
 
 
+def pod_settings(resources: Mapping[str, Any], node_selector: Mapping[str, str], tolerations: Iterable[Any],
+                 image_pull_secrets: Iterable[str]) -> dict[str, Any]:
+    """What the runtime settings add to every agent's pod, in the pod spec's own terms; only what is set."""
+    pod: dict[str, Any] = {}
+    if resources:
+        pod["resources"] = {k: dict(v) for k, v in sorted(resources.items()) if v}
+    if node_selector:
+        pod["nodeSelector"] = dict(sorted(node_selector.items()))
+    if tolerations:
+        pod["tolerations"] = [dict(t) for t in tolerations]
+    if image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": str(n)} for n in image_pull_secrets]
+    return pod
+
+
+def pod_digest(pod: Mapping[str, Any]) -> str:
+    """'' for no pod settings (so Deployments made before they existed are not rolled for nothing)."""
+    return object_hash(dict(pod), "")[:16] if pod else ""
+
+
 def manifests(name: str, namespace: str, instance: str, spec: Mapping[str, Any], spec_hash: str, consumed: str,
-              resolved: Mapping[str, Any]) -> Manifests:
-    """The four manifests of one agent; PermanentError-free: Kubernetes validates what it is sent (422)."""
+              resolved: Mapping[str, Any], pod: Mapping[str, Any] | None = None) -> Manifests:
+    """The four manifests of one agent; PermanentError-free: Kubernetes validates what it is sent (422). `pod`:
+    what the runtime settings add to every pod (`pod_settings`)."""
     labels = labels_for(spec, instance)
     state = str(spec.get("state") or RUNNING)
     credentials = secret_env(spec, resolved)
@@ -97,6 +120,14 @@ def manifests(name: str, namespace: str, instance: str, spec: Mapping[str, Any],
     annotations = {ANN_SPEC_HASH: spec_hash, ANN_APPLIED: canonical_json(dict(spec))}
     if consumed:
         annotations[ANN_CONSUMED] = consumed
+    pod = pod or {}
+    if "resources" in pod:
+        container["resources"] = pod["resources"]
+    pod_spec: dict[str, Any] = {"serviceAccountName": name, "automountServiceAccountToken": False,
+                                "containers": [container]}
+    pod_spec.update({k: v for k, v in pod.items() if k != "resources"})
+    if pod:
+        annotations[ANN_POD] = pod_digest(pod)
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _meta(name, namespace, {**labels, LABEL_WORKLOAD: name}, annotations=annotations),
@@ -106,8 +137,7 @@ def manifests(name: str, namespace: str, instance: str, spec: Mapping[str, Any],
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": {**labels, LABEL_WORKLOAD: name}, "annotations": template_annotations},
-                "spec": {"serviceAccountName": name, "automountServiceAccountToken": False,
-                         "containers": [container]},
+                "spec": pod_spec,
             },
         },
     }

@@ -76,6 +76,11 @@ class RuntimeSettings:
     namespace: str = "hiclaw"
     concurrency: int = 4
     restart_policy: str = "unless-stopped"
+    # Kubernetes only: what every agent's pod gets besides its compiled spec (docs/kubernetes.md).
+    resources: Mapping[str, Any] = field(default_factory=dict)  # {"requests": {...}, "limits": {...}}
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
