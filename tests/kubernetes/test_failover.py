@@ -241,17 +241,26 @@ def start_pair(site: tuple[FakeApiServer, Any, Repo], tmp_path: Path) -> tuple[R
     return a, b, head
 
 
-def test_a_standby_takes_over_a_killed_leader_with_its_state(
-    site: tuple[FakeApiServer, Any, Repo], tmp_path: Path
+@pytest.mark.parametrize("how", ["killed", "terminated"])
+def test_a_standby_takes_over_a_stopped_leader_with_its_state(
+    site: tuple[FakeApiServer, Any, Repo], tmp_path: Path, how: str
 ) -> None:
     server, console, repo = site
     a, b, head = start_pair(site, tmp_path)
     try:
         before = credentials(server)
-        a.signal(signal.SIGKILL)  # no release, no last snapshot: the Lease has to expire
-        killed = time.monotonic()
+        if how == "killed":
+            a.signal(signal.SIGKILL)  # no release, no last snapshot: the Lease has to expire
+        else:
+            assert a.stop() == 0  # SIGTERM: the last state is published and the Lease handed over at once
+            assert "released the lease" in a.text()
+        stopped = time.monotonic()
         wait_for("replica-b to take the Lease over", lambda: lease_holder(server) == "replica-b", timeout=30)
-        assert time.monotonic() - killed <= TIMING["lease_duration"] + 4 * TIMING["retry_period"] + 3
+        took = time.monotonic() - stopped
+        if how == "killed":
+            assert took <= TIMING["lease_duration"] + 4 * TIMING["retry_period"] + 3
+        else:
+            assert took < TIMING["lease_duration"], f"a released Lease was taken over only after {took:.1f}s"
         newest = max(snapshot_generations(server))  # what replica-a published last (at most one more than it noted)
         assert newest >= a.generation() >= 1
         wait_for("replica-b to restore the state", lambda: b.generation() >= newest, timeout=30)
