@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,16 +125,9 @@ def make_snapshot(state_dir: Path) -> bytes:
 def _database_copy(path: Path) -> bytes:
     """A consistent copy of a live SQLite database (the backup API), as bytes."""
     try:
-        source = sqlite3.connect(path)
-        try:
-            copy = sqlite3.connect(":memory:")
-            try:
-                source.backup(copy)
-                return bytes(copy.serialize())
-            finally:
-                copy.close()
-        finally:
-            source.close()
+        with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(":memory:")) as copy:
+            source.backup(copy)
+            return bytes(copy.serialize())
     except sqlite3.Error as exc:
         raise SnapshotError(f"cannot copy {path}: {exc}") from None
 
@@ -181,22 +175,16 @@ def _restore_database(state_dir: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        source = sqlite3.connect(tmp)
-        try:
+        target_path = state_dir / DATABASE
+        with closing(sqlite3.connect(tmp)) as source:
             check = source.execute("PRAGMA quick_check").fetchone()
             if not check or check[0] != "ok":
                 raise SnapshotError(f"the snapshot's database is damaged ({check[0] if check else 'no answer'})")
-            target_path = state_dir / DATABASE
             if not target_path.exists():
                 os.close(os.open(target_path, os.O_CREAT | os.O_WRONLY, 0o600))
-            target = sqlite3.connect(target_path)
-            try:
+            with closing(sqlite3.connect(target_path)) as target:
                 target.execute("PRAGMA journal_mode=WAL")
                 source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
     except sqlite3.Error as exc:
         raise SnapshotError(f"cannot restore {state_dir / DATABASE}: {exc}") from None
     finally:
