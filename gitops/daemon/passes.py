@@ -1,8 +1,10 @@
 """The daemon's pass: one `pipeline.reconcile` per processed commit, stoppable, turned into status.
 
-The state store, secret store and backends are opened once (the daemon holds the state directory's lock) and
-reused by every pass; `close()` closes them. With no provider configured it is the same pipeline stopping at
-the plan, and the status says so (`Validated`, resources `Pending`), never `Reconciled`.
+The state store, the secret store `secret_store.backend` names (gitops.apply.stores) and the backends are opened
+once (the daemon holds the state directory's lock) and reused by every pass; `close()` closes them. `during`,
+when set, is called now and then while a pass runs (state replication publishes a long pass's progress).
+With no provider configured it is the same pipeline stopping at the plan, and the status says so
+(`Validated`, resources `Pending`), never `Reconciled`.
 
 A pass stops early — the steps in flight finish and are journalled, nothing new starts — when the daemon is
 asked to stop (SIGTERM) or when `preempt()` says a newer commit is waiting; the next pass re-plans.
