@@ -115,7 +115,9 @@ def test_serve_lets_the_admin_ask_sync_and_approve_a_mass_deletion_by_replying(d
         assert approved.startswith(f"approval {ident.group(1)} by {url.group(2)}: commit {removal[:12]} applied "
                                    "once"), approved
         assert containers(docker_client) == [f"hiclaw-manager-{TAG}"]
-        history = git("log", "--format=%s", "hiclaw-status", cwd=repo)
+        # Recorded once the batch is answered: the approval's record may follow its reply by a moment.
+        history = wait_for(lambda: f"`approve {ident.group(1)}` → done" in (h := git("log", "--format=%s",
+                           "hiclaw-status", cwd=repo)) and h, 30, "the approval's record in status history")
         assert f"chatops: {url.group(2)} `status` → done" in history and "`sync` → done" in history
 
         proc.send_signal(signal.SIGINT)  # Ctrl-C
