@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     manager = manager_of(org) if args.serve else ""
-    if args.serve and not manager:
+    if args.serve and manager == "":  # an invalid org (None) is reported by the first pass instead
         print(f"hiclaw-gitops: --serve needs a Manager in {org}: chat commands are taken in the Manager DM, the "
               "admin's room", file=sys.stderr)
         return 1
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
               f"agent's key: .venv/bin/hiclaw-gitops secrets get storage/<agent>/secret-key --state-dir {state_dir}")
     print(f"Remove:  bash deploy/demo.sh --down --state-dir {state_dir}")
     if args.serve:
-        return serve(state_dir, org, manager, stack.instance, settings)
+        return serve(state_dir, org, manager or "", stack.instance, settings)
     return 0
 
 
@@ -155,13 +155,15 @@ def down(stack: LocalStack) -> int:
 # --serve -------------------------------------------------------------------------------------------
 
 
-def manager_of(org: Path) -> str:
-    """The name of the org's Manager ('' when it has none); the org is validated by the passes, not here."""
+def manager_of(org: Path) -> str | None:
+    """The name of the org's Manager ('' when it has none; None when the org is invalid: the first pass says why)."""
     from gitops.pipeline import read_org
     from gitops.source.files import DirectorySource
 
     read = read_org(DirectorySource(org))
-    return next((r.name for r in read.validation.org.resources() if r.kind == "Manager"), "") if read.ok else ""
+    if not read.ok:
+        return None
+    return next((r.name for r in read.validation.org.resources() if r.kind == "Manager"), "")
 
 
 def git(*args: str, cwd: Path | None = None, author: bool = False) -> None:

@@ -148,3 +148,14 @@ def test_serve_lets_the_admin_ask_sync_and_approve_a_mass_deletion_by_replying(d
     assert containers(docker_client) == []
     text = log.read_text(errors="replace")
     assert bool(password) and password not in text  # the secret never reaches the demo's output
+
+
+def test_serve_needs_a_manager_and_says_so_before_starting_anything(tmp_path: Path, capsys: Any) -> None:
+    from deploy import demo
+
+    org = tmp_path / "org"
+    write_org(org)
+    (org / "manager.yaml").unlink()
+    assert demo.main(["--serve", "--state-dir", str(tmp_path / "state"), str(org)]) == 1
+    assert "--serve needs a Manager" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()  # no stack was started
