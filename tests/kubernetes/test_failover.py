@@ -296,11 +296,14 @@ def test_a_paused_leader_that_wakes_after_losing_the_lease_writes_nothing(
         a.signal(signal.SIGSTOP)  # paused mid-pass, one write in flight
         held.release.set()  # the in-flight write lands now, while the Lease is still replica-a's
         paused = time.monotonic()
+        issued = credentials(server)  # the new worker's gateway key included: replica-a issued it before the pause
         wait_for("replica-b to take the Lease over", lambda: lease_holder(server) == "replica-b", timeout=30)
         assert time.monotonic() - paused >= TIMING["renew_deadline"]
         wait_for("replica-b to converge", lambda: b.reconciled(new), timeout=120)
         assert "runtime/container/hiclaw-worker-late-joiner" in b.inventory()
         written = credentials(server)
+        reused = written == issued
+        assert reused, "the new leader issued a credential again (or a new one) instead of using the store's"
         calls, console_writes = len(server.cluster.calls), console.writes()
         a.signal(signal.SIGCONT)
         wait_for("replica-a to stand by", lambda: "standing by" in a.text(), timeout=60)
