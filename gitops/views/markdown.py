@@ -119,9 +119,10 @@ def _warnings(plan: PlanDict) -> list[str]:
     lines = []
     guard = plan.get("guard") or {}
     if guard.get("tripped"):
-        agents = ", ".join(code(a) for a in guard.get("deleted_agents") or ())
-        lines.append("> - **Prune guard tripped**: apply refuses this plan without `--allow-mass-delete`"
-                     + (f" (agents deleted: {agents})" if agents else "") + ".")
+        agents = "; ".join(f"agents {what}: " + ", ".join(code(a) for a in names)
+                           for what, names in text.guard_agents(guard))
+        lines.append(f"> - **{text.guard_title(guard)} tripped**: apply refuses this plan without "
+                     "`--allow-mass-delete`" + (f" ({agents})" if agents else "") + ".")
     lines += [f"> - {esc(w)}" for w in plan.get("warnings") or ()]
     if not lines:
         return []

@@ -297,12 +297,26 @@ def render(plan: PlanDict, color: bool = False) -> str:
         out += [("warn", f"  ! {w}") for w in warnings]
     guard = plan.get("guard") or {}
     if guard.get("tripped"):
-        out += [("plain", ""), ("warn", "Prune guard tripped: apply refuses this plan without --allow-mass-delete.")]
-        if guard.get("deleted_agents"):
-            out.append(("warn", "  agents deleted: " + ", ".join(guard["deleted_agents"])))
+        out += [("plain", ""), ("warn", f"{guard_title(guard)} tripped: apply refuses this plan without "
+                                        "--allow-mass-delete.")]
+        for what, agents in guard_agents(guard):
+            out.append(("warn", f"  agents {what}: " + ", ".join(agents)))
 
     out += [("plain", ""), ("close", closing_line(plan.get("counts") or {}))]
     return "\n".join(_paint(kind, text) if color else text for kind, text in out) + "\n"
+
+
+def guard_title(guard: Mapping[str, Any]) -> str:
+    """`Prune guard`, `State guard`, or `Prune and state guards`: which guard stopped the plan (a plan made
+    before the state guard existed names none: the prune guard)."""
+    names = list(guard.get("tripped_by") or ("prune",))
+    return f"{names[0].capitalize()} guard" if len(names) == 1 else f"{names[0].capitalize()} and {names[1]} guards"
+
+
+def guard_agents(guard: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """The agents each guard counted: deleted (prune), stopped or put to sleep (state)."""
+    lists = (("deleted", guard.get("deleted_agents")), ("stopped or put to sleep", guard.get("stopped_agents")))
+    return [(what, list(agents)) for what, agents in lists if agents]
 
 
 def _paint(kind: str, text: str) -> str:

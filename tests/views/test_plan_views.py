@@ -223,3 +223,20 @@ def test_a_changed_policy_shows_the_statements_that_changed() -> None:
         '~   statements[1].Resource: ["arn:aws:s3:::b/agents/a/*"] → '
         '["arn:aws:s3:::b/agents/a/*", "arn:aws:s3:::b/teams/t/*"]'
     ]
+
+
+@pytest.mark.parametrize(("tripped_by", "title"), [
+    ((), "Prune guard"), (("prune",), "Prune guard"), (("state",), "State guard"),
+    (("prune", "state"), "Prune and state guards"),
+])
+def test_the_views_name_the_guard_that_tripped(tripped_by: tuple[str, ...], title: str) -> None:
+    plan = sample().to_dict()
+    plan["guard"] = {"tripped": True, "tripped_by": list(tripped_by), "reasons": ["r"],
+                     "deleted_agents": ["Worker/a"] if "prune" in tripped_by or not tripped_by else [],
+                     "stopped_agents": ["Team/t/b", "Worker/c"] if "state" in tripped_by else []}
+    out, markdown = render(plan, "text"), render(plan, "markdown")
+    assert f"{title} tripped: apply refuses this plan without --allow-mass-delete." in out
+    assert f"**{title} tripped**" in markdown
+    assert ("  agents stopped or put to sleep: Team/t/b, Worker/c" in out) == ("state" in tripped_by)
+    assert ("`Team/t/b`, `Worker/c`" in markdown) == ("state" in tripped_by)
+    assert ("  agents deleted: Worker/a" in out) == ("state" not in tripped_by or "prune" in tripped_by)
