@@ -421,3 +421,35 @@ def test_run_refuses_replication_without_a_shared_secret_store(fake_server: Fake
     err = capsys.readouterr().err
     assert "replicate_state needs secret_store.backend: kubernetes" in err and "Traceback" not in err
     assert fake_server.cluster.calls == [], "it touched the cluster before refusing"
+
+
+def test_secrets_migrate_moves_the_file_store_into_kubernetes(fake_server: FakeApiServer, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from backends.kubernetes_secrets import KubeSecretStore
+    from gitops.cli import main
+
+    file_store = SecretStore(tmp_path / "state", key="")
+    values = {name: file_store.get_or_create(name) for name in
+              ("matrix/alice/password", "gateway/alice/key", "storage/alice/secret-key")}
+    file_store.close()
+    kube = KubeSecretStore("hiclaw", "hiclaw-gitops")
+    kube.put("gateway/alice/key", "a-key-someone-issued-meanwhile")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("state_dir: state\nruntime: {backend: kubernetes, namespace: hiclaw}\n"
+                        "secret_store: {backend: kubernetes}\n")
+    assert main(["secrets", "migrate", "--settings", str(settings)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("2 copied, 0 already there, 1 different") and "gateway/alice/key" in err
+    assert not any(v in out + err for v in values.values())
+    kube.max_age = 0.0
+    copied = all(kube.peek(n) == values[n] for n in ("matrix/alice/password", "storage/alice/secret-key"))
+    assert copied, "a credential did not arrive unchanged"
+    kube.delete("gateway/alice/key")
+    assert main(["secrets", "migrate", "--settings", str(settings)]) == 0
+    assert capsys.readouterr().out.startswith("1 copied, 2 already there, 0 different")
+    assert kube.peek("gateway/alice/key") == values["gateway/alice/key"]
+    kube.close()
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("state_dir: state\n")
+    assert main(["secrets", "migrate", "--settings", str(plain)]) == 1
+    assert "secret_store.backend: kubernetes" in capsys.readouterr().err
