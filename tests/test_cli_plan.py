@@ -110,8 +110,8 @@ def test_offline_plans_show_identities_and_their_policies(tmp_path: Path, capsys
         "apiVersion: hiclaw.io/v1beta1\nkind: Worker\nmetadata:\n  name: scribe\nspec:\n  model: qwen3.6-plus\n")
     assert main(["plan", str(head), "--base", str(EXAMPLE), "--detailed-exitcode", "--color", "never"]) == 2
     out = capsys.readouterr().out
-    block = out[out.index("+ storage/user/scribe"):]
-    block = block[: block.index("\n\n")].splitlines()
+    start = out.index("+ storage/user/scribe")
+    block = out[start: out.index("\n\n", start)].splitlines()
     assert '+   secret_key: "secret://storage/scribe/secret-key"' in block
     assert '+   policy: "worker-scribe"' in block
     listing = next(line for line in block if "s3:prefix" in line)

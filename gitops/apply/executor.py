@@ -44,6 +44,7 @@ from gitops.apply.secrets import SecretStore, consumed_digest
 from gitops.apply.state import StateStore
 from gitops.daemon.leader import NotLeading, may_write
 from gitops.objects import ManagedObject, Provider, secret_refs
+from gitops.plan.guard import guard_names
 from gitops.plan.model import Action, Change, Plan
 from gitops.providers.errors import classify
 from gitops.providers.protocol import (
@@ -229,7 +230,8 @@ class _Executor:
         active = [c for c in self.plan.changes if c.action is not Action.NOOP]
         if self.plan.guard.get("tripped") and not self.options.allow_mass_delete:
             reasons = "; ".join(str(r) for r in self.plan.guard.get("reasons", ())) or "mass deletion"
-            refused = f"prune guard: {reasons}; nothing was applied (allow it with --allow-mass-delete)"
+            refused = (f"{guard_names(self.plan.guard)}: {reasons}; nothing was applied "
+                       "(allow it with --allow-mass-delete)")
             log.warning("run %s refused: %s", self.run_id, refused)
             steps = [StepResult(c.key, c.owner, c.action.value, Status.SKIPPED, refused) for c in active]
             return RunResult(self.run_id, self.plan.head, _sorted([*steps, *unchanged]), False,

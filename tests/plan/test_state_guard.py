@@ -82,7 +82,7 @@ def test_a_drift_heal_putting_many_woken_agents_back_to_sleep_is_refused_until_a
     assert any(w.startswith("state guard: 3 of 4") and w.endswith("Worker/a, Worker/b, Worker/c — apply refuses "
                                                                   "without --allow-mass-delete")
                for w in refused.plan.warnings)
-    assert refused.run.refused.startswith("prune guard: 3 of 4 agents would be stopped")
+    assert refused.run.refused.startswith("state guard: 3 of 4 agents would be stopped")
     assert runtime.states() == {"a": "Running", "b": "Running", "c": "Running", "d": "Running"}  # nothing applied
 
     allowed = runtime.reconcile(allow=True)
