@@ -185,10 +185,15 @@ def _serve(
             return 1
     from gitops.daemon.chatops import attach
 
+    def leads_with_state() -> bool:  # only the leader reads the room and answers, once its state is restored
+        return leader is not None and leader.leading() and (replica is None or replica.ready())
+
+    # Commands in the admin's room (docs/chatops.md).
     chat = attach(settings, reconciler, poller if args.watch else git_poller, wake=wake, stop=stop,
-                  listen=not args.once)  # commands in the admin's room (docs/chatops.md)
+                  listen=not args.once, gate=leads_with_state if leader is not None else None)
     if chat is not None:
         poll = partial(chat.poll, poll)
+
     def reload_state() -> None:
         """The state directory was restored from the cluster: what this process keeps in memory follows."""
         from gitops.daemon.loopstate import LoopState
@@ -197,6 +202,8 @@ def _serve(
         for name in LoopState.__dataclass_fields__:
             setattr(state, name, getattr(fresh, name))
         tracker.notified = dict(state.escalation)
+        if chat is not None:
+            chat.reload()
         if not args.watch:
             git_poller.force_next = state.last_result in ("Refused", "Failed")
 

@@ -41,6 +41,7 @@ from gitops.status.store import COMMAND_SUBJECT
 
 log = logging.getLogger("hiclaw_gitops.chatops")
 HANDLED_KEPT = 2000  # event IDs remembered (replays are recent events)
+STANDBY_WAIT = 1.0  # seconds between a standby listener's looks at its leadership
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -90,6 +91,9 @@ class ChatOps:
         self.thread: threading.Thread | None = None
         self.replies = 0
         self.busy: tuple[str, str, float] | None = None  # (what, commit, monotonic start) while a pass runs
+        # With several replicas: whether this one may listen and answer now (it leads, its state is restored).
+        # A standby neither reads the room nor speaks; the leader's position and handled events follow a restore.
+        self.gate: Callable[[], bool] | None = None
         reconciler.pass_fn = GuardedPass(reconciler.pass_fn, self)
 
     # Persistence ------------------------------------------------------------------------------------
@@ -112,6 +116,17 @@ class ChatOps:
             self.state.approvals = {k: v for k, v in self.state.approvals.items() if v["created"] > week}
             self.save()
 
+    def reload(self) -> None:
+        """The state directory was restored (a new leader): take the restored position, handled events,
+        suspension and approvals; nothing queued by an earlier term is carried out."""
+        with self.lock:
+            self.state = ChatState.load(self.path)
+            self.queue.clear()
+            self.grant = None
+
+    def active(self) -> bool:
+        return self.gate is None or self.gate()
+
     @property
     def suspended(self) -> bool:
         return bool(self.state.suspended)
@@ -126,6 +141,9 @@ class ChatOps:
     def listen(self) -> None:
         failures = 0
         while not self.stop.is_set():
+            if not self.active():  # a standby: the leader listens
+                self.stop.wait(STANDBY_WAIT)
+                continue
             try:
                 room_id = self.client.resolve()
                 if room_id != self.state.room_id:  # another room: its old position means nothing here
@@ -133,6 +151,8 @@ class ChatOps:
                 batch = self.client.sync(self.state.since, self.conf.poll_timeout)
                 if self.stop.is_set():
                     return
+                if not self.active():  # lost the lease while waiting: the next leader reads these events
+                    continue
                 self.receive(batch.events, batch.limited, first=not self.state.since)
                 with self.lock:
                     self.state.since = batch.next_batch
@@ -312,6 +332,9 @@ class ChatOps:
     def say(self, text: str, to: str = "") -> str:
         """Post a notice (a reply to event `to` when given); its event ID, '' when it could not be sent."""
         self.replies += 1
+        if not self.active():
+            event(logging.INFO, "chat reply not sent: this replica does not lead")
+            return ""
         try:
             return str(self.client.reply(REDACTOR.redact(text), to, key=f"{to}:{self.replies}:{time.time_ns()}"))
         except Exception as exc:
@@ -375,12 +398,14 @@ def without_fallback(body: str) -> str:
 
 
 def attach(settings: Settings, reconciler: Reconciler, poller: Any, *, wake: threading.Event,
-           stop: threading.Event, listen: bool = True) -> ChatOps | None:
-    """ChatOps for the daemon when the settings have a Matrix section and chatops enabled, else None."""
+           stop: threading.Event, listen: bool = True, gate: Callable[[], bool] | None = None) -> ChatOps | None:
+    """ChatOps for the daemon when the settings have a Matrix section and chatops enabled, else None. With a
+    `gate` (several replicas), it listens and answers only while the gate is open."""
     if settings.matrix is None or not settings.matrix.url or not settings.chatops.enabled:
         return None
     try:
         chat = ChatOps(settings, reconciler, poller, wake=wake, stop=stop)
+        chat.gate = gate
     except Exception as exc:  # no Matrix backend here: the daemon runs on without chat commands
         event(logging.ERROR, "chat commands unavailable", error=REDACTOR.redact(str(exc)))
         return None

@@ -278,6 +278,12 @@ class StateReplica:
             self._term = term
             return True
 
+    def ready(self) -> bool:
+        """Whether this directory is up to date for the current term (prepare has run in it): what may act on
+        the state besides the loop — the chat listener — waits for this."""
+        with self._lock:
+            return self._term is not None and self._term == self.election.term
+
     # Publish -----------------------------------------------------------------------------------------
 
     def publish(self) -> bool:
