@@ -42,6 +42,7 @@ from gitops.status.store import COMMAND_SUBJECT
 log = logging.getLogger("hiclaw_gitops.chatops")
 HANDLED_KEPT = 2000  # event IDs remembered (replays are recent events)
 STANDBY_WAIT = 1.0  # seconds between a standby listener's looks at its leadership
+SAVE_EVERY = 300.0  # seconds between saves of a position that moved with no event
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -94,12 +95,14 @@ class ChatOps:
         # With several replicas: whether this one may listen and answer now (it leads, its state is restored).
         # A standby neither reads the room nor speaks; the leader's position and handled events follow a restore.
         self.gate: Callable[[], bool] | None = None
+        self.saved_at = time.monotonic()
         reconciler.pass_fn = GuardedPass(reconciler.pass_fn, self)
 
     # Persistence ------------------------------------------------------------------------------------
 
     def save(self) -> None:
         with self.lock:
+            self.saved_at = time.monotonic()
             self.state.handled = self.state.handled[-HANDLED_KEPT:]
             self.state.save(self.path)
 
@@ -153,10 +156,15 @@ class ChatOps:
                     return
                 if not self.active():  # lost the lease while waiting: the next leader reads these events
                     continue
-                self.receive(batch.events, batch.limited, first=not self.state.since)
+                first = not self.state.since
+                self.receive(batch.events, batch.limited, first=first)
                 with self.lock:
                     self.state.since = batch.next_batch
-                    self.save()
+                    # An empty batch moves only the position: written now and then, not at every long poll
+                    # (it would make a new state snapshot each time; a restart re-reads a few minutes, and
+                    # handled events are never acted on twice).
+                    if first or batch.events or batch.limited or time.monotonic() - self.saved_at >= SAVE_EVERY:
+                        self.save()
                 failures = 0
             except Exception as exc:  # the homeserver is away: try again with backoff, never die
                 failures += 1
@@ -384,6 +392,8 @@ class ChatOps:
         self.stop.set()
         if self.thread is not None:
             self.thread.join(timeout=2)
+        if self.active():
+            self.save()  # the latest position, for the restart
         self.client.close()
 
 

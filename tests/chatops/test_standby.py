@@ -129,3 +129,18 @@ def test_a_new_leader_takes_the_restored_position_and_never_runs_a_handled_comma
     ops.receive([message("$done", "!gitops resume"), message("$new", "!gitops status")], False)
     assert [w.event_id for w in ops.queue] == ["$new"]
     stop.set()
+
+
+def test_a_position_that_moved_with_no_event_is_not_written_at_every_long_poll(tmp_path: Path) -> None:
+    """Each write of chatops.json makes the next state snapshot differ: only events (or time) write it."""
+    room = Room()
+    ops, stop, _ = chat(tmp_path, room, None)
+    ops.start()
+    try:
+        assert wait_for(lambda: len(room.syncs) >= 5)
+        assert ChatState.load(tmp_path / "chatops.json").since == "s1"  # the first position, then no write
+        room.script = [message("$2", "!gitops status")]
+        assert wait_for(lambda: "$2" in ChatState.load(tmp_path / "chatops.json").handled)
+    finally:
+        ops.close()
+    assert ChatState.load(tmp_path / "chatops.json").since == ops.state.since  # and the latest when it stops
