@@ -80,7 +80,11 @@ def _json_patch(doc: Any, op: dict[str, Any]) -> None:
     node = doc
     for step in parents:
         node = node[int(step)] if isinstance(node, list) else node[step]
-    assert op["op"] in ("add", "replace"), op
+    assert op["op"] in ("add", "replace", "test"), op
+    if op["op"] == "test":  # the patch's own check that it edits what it means to
+        found = node[int(last)] if isinstance(node, list) else node.get(last)
+        assert found == op["value"], f"test of {op['path']}: {found!r} is not {op['value']!r}"
+        return
     if isinstance(node, list):
         node[int(last)] = op["value"]
     else:
