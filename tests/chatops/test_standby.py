@@ -134,7 +134,7 @@ def test_a_new_leader_takes_the_restored_position_and_never_runs_a_handled_comma
 def test_a_position_that_moved_with_no_event_is_not_written_at_every_long_poll(tmp_path: Path) -> None:
     """Each write of chatops.json makes the next state snapshot differ: only events (or time) write it."""
     room = Room()
-    ops, stop, _ = chat(tmp_path, room, None)
+    ops, _, _ = chat(tmp_path, room, None)
     ops.start()
     try:
         assert wait_for(lambda: len(room.syncs) >= 5)
