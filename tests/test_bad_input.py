@@ -11,15 +11,17 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gitops.cli import main
 from gitops.diagnostics import CODES, Diagnostic, Severity
+from gitops.settings.load import load_settings
 from gitops.source.files import DirectorySource
 from gitops.source.load import load
 from gitops.source.yamlparse import MAX_FILE_BYTES
-from gitops.validate.check import Validation, validate
+from gitops.validate.check import Validation, settings_checks, validate
 
 CORPUS = Path(__file__).parent / "bad_input"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -81,16 +83,23 @@ PLANTED_SECRETS = (
 def materialise(case: str, tmp_path: Path) -> Path:
     """A private copy of the case (so run-time files never touch the corpus), with its generated files."""
     repo = tmp_path / "repo"
-    shutil.copytree(CORPUS / case, repo, symlinks=True, ignore=shutil.ignore_patterns("expected.txt"))
+    shutil.copytree(CORPUS / case, repo, symlinks=True, ignore=shutil.ignore_patterns("expected.txt", "settings.yaml"))
     generate = GENERATORS.get(case)
     if generate is not None:
         generate(repo, tmp_path / "outside")
     return repo
 
 
-def run(repo: Path, strict: bool = False) -> Validation:
+def run(repo: Path, strict: bool = False, case: str = "") -> Validation:
+    """Validate as `validate` does: with the settings the case carries (`settings.yaml`), if any."""
     source = DirectorySource(repo)
-    return validate(load(source), strict=strict, escapes=source.escapes)
+    settings_file = CORPUS / case / "settings.yaml" if case else None
+    checks: dict[str, Any] = {}
+    if settings_file is not None and settings_file.is_file():
+        settings, problems = load_settings(settings_file, env={})
+        assert settings is not None, problems
+        checks = dict(settings_checks(settings))
+    return validate(load(source), strict=strict, escapes=source.escapes, **checks)
 
 
 def cli(repo: Path, *options: str) -> int:
@@ -127,7 +136,7 @@ def test_case(case: str, tmp_path: Path) -> None:
     expected = parse_expected((CORPUS / case / "expected.txt").read_text(encoding="utf-8"))
     assert expected == sorted(expected, key=_order), f"{case}/expected.txt is not sorted by file, line, code"
 
-    result = run(materialise(case, tmp_path))
+    result = run(materialise(case, tmp_path), case=case)
 
     got = sorted((row(d) for d in result.diagnostics), key=_order)
     assert got == expected, "\n" + "\n".join(f"{d.location} {d.code} {d.message}" for d in result.diagnostics)
