@@ -276,3 +276,14 @@ APPROVAL = re.compile(r"Approval ID: ([A-Z2-9]{6})")
 
 def approval_ids(person: Person) -> list[str]:
     return [m.group(1) for _, body in person.notices() if (m := APPROVAL.search(body))]
+
+
+def scene(hs: Synapse, tmp_path: Path, message: str = "w1", files: dict[str, str] | None = None,
+          chat: dict[str, Any] | None = None, runtime: bool = False) -> tuple[OrgRepo, Person, Person, Stack, str]:
+    """What most tests start from: an org repository with a first commit pushed (`files`, else Worker w1), the
+    admin room with the admin and bob, and a daemon stack on both (not started): (org, admin, bob, stack, first)."""
+    org = OrgRepo(tmp_path / "remote")
+    admin, bob = admin_room(hs)
+    stack = Stack(hs, org, tmp_path, admin.room_id, chat or {}, runtime=runtime)
+    first = org.commit_and_push(message, files if files is not None else {"workers/w1.yaml": worker("w1")})
+    return org, admin, bob, stack, first

@@ -8,7 +8,7 @@ from pathlib import Path
 from deploy.synapse import Synapse
 from tests.git.gitutil import OrgRepo
 
-from .harness import BOB_HUMAN, Person, Stack, actor, admin_room, approval_ids, q, wait_for, worker
+from .harness import BOB_HUMAN, Person, actor, approval_ids, q, scene, wait_for, worker
 
 TWO = {"workers/w1.yaml": worker("w1"), "workers/w2.yaml": worker("w2"), "humans/bob.yaml": BOB_HUMAN}
 NONE = {"workers/w1.yaml": None, "workers/w2.yaml": None}
@@ -31,10 +31,7 @@ def agent_exists(hs: Synapse, person: Person, name: str) -> bool:
 
 def test_a_guarded_deletion_approved_once_and_refused_for_a_level_two_human(homeserver: Synapse,
                                                                              tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, bob = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id)
-    first = org.commit_and_push("two workers", TWO)
+    org, admin, bob, stack, first = scene(homeserver, tmp_path, "two workers", TWO)
     chat = stack.start()
     try:
         stack.wait_result(first, "Reconciled")
@@ -70,10 +67,7 @@ def test_a_guarded_deletion_approved_once_and_refused_for_a_level_two_human(home
 
 
 def test_a_newer_commit_or_a_change_of_live_state_voids_an_approval(homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id)
-    first = org.commit_and_push("two workers", TWO)
+    org, admin, _, stack, first = scene(homeserver, tmp_path, "two workers", TWO)
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")

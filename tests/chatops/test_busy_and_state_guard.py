@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from deploy.synapse import Synapse
-from tests.git.gitutil import OrgRepo
 
-from .harness import QUEUED, Stack, admin_room, approval_ids, wait_for, worker
+from .harness import QUEUED, approval_ids, scene, wait_for, worker
 
 
 def sleeping_worker(name: str) -> str:
@@ -21,10 +20,7 @@ def sleeping_worker(name: str) -> str:
 
 def test_a_command_sent_while_a_pass_runs_is_acknowledged_at_once_then_answered(homeserver: Synapse,
                                                                                 tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id)
-    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
+    _org, admin, _, stack, first = scene(homeserver, tmp_path)
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
@@ -55,10 +51,8 @@ def test_a_command_sent_while_a_pass_runs_is_acknowledged_at_once_then_answered(
 
 def test_the_state_guard_asks_in_the_room_and_an_approval_puts_woken_agents_back_to_sleep_once(
         homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id, runtime=True)
-    first = org.commit_and_push("two sleeping workers", {f"workers/{n}.yaml": sleeping_worker(n) for n in ("s1", "s2")})
+    asleep = {f"workers/{n}.yaml": sleeping_worker(n) for n in ("s1", "s2")}
+    _org, admin, _, stack, first = scene(homeserver, tmp_path, "two sleeping workers", asleep, runtime=True)
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")

@@ -19,16 +19,15 @@ from .harness import (
     admin_room,
     login,
     q,
+    scene,
     wait_for,
     worker,
 )
 
 
 def test_commands_answered_refused_and_recorded(homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, bob = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id, {"per_minute": 50})
-    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1"), "humans/bob.yaml": BOB_HUMAN})
+    files = {"workers/w1.yaml": worker("w1"), "humans/bob.yaml": BOB_HUMAN}
+    org, admin, bob, stack, first = scene(homeserver, tmp_path, "w1", files, chat={"per_minute": 50})
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
@@ -78,10 +77,7 @@ def test_commands_answered_refused_and_recorded(homeserver: Synapse, tmp_path: P
 
 
 def test_a_flood_is_answered_once_and_carried_out_never(homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, bob = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id, {"per_minute": 3})
-    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
+    _org, admin, bob, stack, first = scene(homeserver, tmp_path, chat={"per_minute": 3})
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")

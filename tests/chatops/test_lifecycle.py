@@ -6,18 +6,14 @@ import time
 from pathlib import Path
 
 from deploy.synapse import Synapse
-from tests.git.gitutil import OrgRepo
 
-from .harness import Stack, admin_room, approval_ids, wait_for, worker
+from .harness import approval_ids, scene, wait_for, worker
 from .test_approvals import NONE, TWO, agent_exists, passes
 
 
 def test_suspend_stops_applying_while_status_goes_on_and_resume_applies(homeserver: Synapse,
                                                                         tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id)
-    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
+    org, admin, _, stack, first = scene(homeserver, tmp_path)
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
@@ -43,10 +39,7 @@ def test_suspend_stops_applying_while_status_goes_on_and_resume_applies(homeserv
 
 def test_a_restart_resumes_listening_without_running_old_commands_again(homeserver: Synapse,
                                                                         tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id)
-    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
+    org, admin, _, stack, first = scene(homeserver, tmp_path)
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
@@ -73,10 +66,7 @@ def test_a_restart_resumes_listening_without_running_old_commands_again(homeserv
 
 
 def test_deleted_and_edited_commands_and_an_expired_approval(homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id, {"approval_ttl": 1.0})
-    first = org.commit_and_push("two workers", TWO)
+    org, admin, _, stack, first = scene(homeserver, tmp_path, "two workers", TWO, chat={"approval_ttl": 1.0})
     chat = stack.start(loop=False)  # the listener only: commands wait until the loop runs
     try:
         withdrawn = admin.send("!gitops sync")
@@ -107,10 +97,7 @@ def test_deleted_and_edited_commands_and_an_expired_approval(homeserver: Synapse
 
 
 def test_a_command_older_than_max_age_is_answered_not_carried_out(homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id, {"max_age": 3.0})
-    first = org.commit_and_push("w1", {"workers/w1.yaml": worker("w1")})
+    _org, admin, _, stack, first = scene(homeserver, tmp_path, chat={"max_age": 3.0})
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
@@ -127,10 +114,7 @@ def test_a_command_older_than_max_age_is_answered_not_carried_out(homeserver: Sy
 
 
 def test_an_approval_outlives_a_restart_and_is_not_asked_for_twice(homeserver: Synapse, tmp_path: Path) -> None:
-    org = OrgRepo(tmp_path / "remote")
-    admin, _ = admin_room(homeserver)
-    stack = Stack(homeserver, org, tmp_path, admin.room_id)
-    first = org.commit_and_push("two workers", TWO)
+    org, admin, _, stack, first = scene(homeserver, tmp_path, "two workers", TWO)
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
