@@ -46,8 +46,8 @@ class GatewayHarness:
             credential.update(source="HEADER", param=f"x-api-key-{revision}")
         return ManagedObject(Provider.GATEWAY, "consumer", name, {"name": name, "credential": credential}, OWNER)
 
-    def replaced(self, obj: ManagedObject) -> ManagedObject:
-        raise NotImplementedError("a consumer has no field that forces re-creation")
+    def replaced(self, obj: ManagedObject) -> None:
+        return None  # a consumer has no field that forces re-creation
 
     def resolve(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         return self.store.resolve(spec)

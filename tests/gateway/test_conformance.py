@@ -1,7 +1,7 @@
 """The backend conformance suite on the gateway backend's consumers, against the contract fake.
 
-`ConformanceSuite` runs on consumers (owned, a secret key). `test_replace` is replaced by a test of what a
-consumer does instead: no field of it forces re-creation, so a "replace" is carried out in place. Grants are
+`ConformanceSuite` runs on consumers (owned, a secret key). No field of a consumer forces re-creation, so a
+"replace" is carried out in place (`replaced` is None). Grants are
 shared records, but `SharedRecordSuite` does not fit as it stands: a grant is listed only when its consumer is
 one of ours, so every entry comes with a consumer the suite's "exactly these keys" checks would count; its cases
 are in test_shared_grants.py, on both grant types, with the executor's one-change-per-record check.
@@ -17,13 +17,7 @@ import pytest
 
 from gitops.providers.conformance import (
     ConformanceSuite,
-    Harness,
-    RecordingResolver,
-    applied,
-    assert_converged,
-    observed,
 )
-from gitops.providers.protocol import Backend, Outcome
 
 from .harness import GatewayHarness
 from .site import Site
@@ -36,10 +30,3 @@ class TestGatewayConsumers(ConformanceSuite):
             harness = GatewayHarness(site, tmp_path / "state")
             yield harness
             harness.close()
-
-    def test_replace(self, harness: Harness, backend: Backend, resolver: RecordingResolver) -> None:
-        first = harness.desired("conf-replace")
-        applied(backend, first, "create", None, resolver)
-        second = harness.desired("conf-replace", 1)
-        assert applied(backend, second, "replace", observed(backend, first), resolver).outcome is Outcome.CONFIGURED
-        assert_converged(harness, backend, second, resolver.values)

@@ -1,8 +1,8 @@
 """The backend conformance suite on the storage backend's files, against the module's real SeaweedFS.
 
 `ConformanceSuite` runs on `object` (one file in the bucket: owned by our instance label, its hash in its
-metadata, content carrying a secret as agents' `openclaw.json` does). `test_replace` is replaced by what a file
-does instead: no field of it forces re-creation, so a "replace" is a write in place. The other types are
+metadata, content carrying a secret as agents' `openclaw.json` does). No field of a file forces re-creation, so
+a "replace" is a write in place (`replaced` is None). The other types are
 covered in test_seaweedfs.py: the bucket is never deleted (a round trip cannot remove it), an area is a view of
 its files (archived on delete), and users carry no label (a user under an agent's name is adopted, not foreign).
 """
@@ -26,11 +26,6 @@ from gitops.apply.secrets import SecretStore
 from gitops.objects import ManagedObject, Provider, secret_ref
 from gitops.providers.conformance import (
     ConformanceSuite,
-    Harness,
-    RecordingResolver,
-    applied,
-    assert_converged,
-    observed,
 )
 from gitops.providers.protocol import ApplyResult, Backend, BackendContext, Observed, Outcome, Resolve, Scope
 from gitops.settings.model import StorageSettings
@@ -95,8 +90,8 @@ class StorageHarness:
         spec = {"bucket": self.bucket, "key": self.key(name), "content": content, "content_type": JSON}
         return ManagedObject(Provider.STORAGE, "object", self.key(name), spec, OWNER)
 
-    def replaced(self, obj: ManagedObject) -> ManagedObject:
-        raise NotImplementedError("a file has no field that forces re-creation")
+    def replaced(self, obj: ManagedObject) -> None:
+        return None  # a file has no field that forces re-creation
 
     def resolve(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         return self.store.resolve(spec)
@@ -136,12 +131,3 @@ class TestStorageFiles(ConformanceSuite):
         harness = StorageHarness(seaweed, tmp_path / "state")
         yield harness
         harness.close()
-
-    def test_replace(self, harness: Harness, backend: Backend, resolver: RecordingResolver) -> None:
-        first = harness.desired("conf-replace")
-        applied(backend, first, "create", None, resolver)
-        second = harness.desired("conf-replace", 1)
-        outcome = applied(backend, second, "replace", observed(backend, first), resolver).outcome
-        assert outcome in (Outcome.CONFIGURED, Outcome.CREATED)
-        assert_converged(harness, backend, second, resolver.values)
-        assert harness.count("conf-replace") == 1
