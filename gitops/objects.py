@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from json.encoder import encode_basestring as _escape  # the C escaper json.dumps uses
 from typing import Any
@@ -264,6 +265,65 @@ def _restore(*values: Any) -> ManagedObject:
     for name, value in zip(_FIELDS, values, strict=True):
         object.__setattr__(obj, name, value)
     return obj
+
+
+_COMPARED = tuple(f.name for f in fields(ManagedObject) if f.compare)
+_DECODING = threading.Lock()
+
+
+class RecordedObject(ManagedObject):
+    """A managed object as the inventory recorded it, its spec kept as the recorded JSON text until something
+    reads it. A plan compares unchanged objects by key and hash alone, so most recorded specs are never
+    decoded; one that is (a change shows it, a guard or backend reads it) is decoded once, whichever thread
+    asks first, and is the value `json.loads` gives. Everything else is as `ManagedObject.from_dict` makes it.
+    """
+
+    __slots__ = ("_decoded", "_text")
+    _decoded: Mapping[str, Any] | None  # the spec, once read
+    _text: str  # the spec's recorded JSON, until read
+
+    def __init__(self, data: Mapping[str, Any], spec_text: str, hash: str) -> None:
+        """From `to_dict()` without its spec, the spec's JSON text, and the hash recorded with it."""
+        # Not the dataclass's __init__: that would assign `spec`, which here is read only.
+        set_ = object.__setattr__
+        set_(self, "provider", Provider(data["provider"]))
+        set_(self, "type", data["type"])
+        set_(self, "name", data["name"])
+        set_(self, "owner", data["owner"])
+        set_(self, "depends_on", tuple(data.get("depends_on", ())))
+        set_(self, "prune", bool(data.get("prune", True)))
+        set_(self, "produces", tuple(data.get("produces", ())))
+        set_(self, "shares", str(data.get("shares", "")))
+        set_(self, "consumed", str(data.get("consumed", "")))
+        set_(self, "hash", hash)
+        set_(self, "plain", False)  # not known: a plan walks the spec to mask it
+        set_(self, "key", make_key(self.provider, self.type, self.name))
+        set_(self, "_text", spec_text)
+        set_(self, "_decoded", None)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        decoded = self._decoded
+        if decoded is None:
+            with _DECODING:  # the executor's workers may read one object at the same time: decode it once
+                decoded = self._decoded
+                if decoded is None:
+                    decoded = json.loads(self._text)
+                    object.__setattr__(self, "_decoded", decoded)
+                    object.__setattr__(self, "_text", "")
+        return decoded
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the spec has been read (and decoded) yet."""
+        return self._decoded is not None
+
+    def __eq__(self, other: object) -> bool:
+        # The dataclass's __eq__ compares objects of one class only; a recorded object equals the
+        # ManagedObject it was recorded from.
+        if not isinstance(other, ManagedObject):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitops.objects import ManagedObject, canonical_json
+from gitops.objects import ManagedObject, RecordedObject, canonical_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inventory (
@@ -93,9 +93,11 @@ class StateStore:
     # Inventory -----------------------------------------------------------------------------------------
 
     def inventory(self) -> dict[str, ManagedObject]:
-        """Every recorded object, each with the hash recorded with it (its spec's hash: not computed again)."""
-        rows = self._db.execute("SELECT object, hash FROM inventory ORDER BY key").fetchall()
-        return {o.key: o for o in (ManagedObject.from_dict(json.loads(text), h) for text, h in rows)}
+        """Every recorded object, each with the hash recorded with it (its spec's hash: not computed again) and
+        its spec decoded only when something reads it (`RecordedObject`)."""
+        rows = self._db.execute("SELECT object, hash FROM inventory ORDER BY key")  # one row in memory at a time
+        shared: dict[Any, Any] = {}
+        return {o.key: o for o in (recorded(text, h, shared) for text, h in rows)}
 
     def inventory_keys(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT key FROM inventory ORDER BY key")]
@@ -160,6 +162,23 @@ class StateStore:
                ORDER BY id"""
         ).fetchall()
         return [JournalEntry(*r) for r in rows]
+
+
+def recorded(text: str, hash: str, shared: dict[Any, Any] | None = None) -> ManagedObject:
+    """An inventory row as an object, its spec left as JSON text. A row is `canonical_json(obj.to_dict())`:
+    keys sorted, no spaces, and every key before `spec` holds a string, a flag or a list of strings, in which a
+    quote is always escaped, so the first `,"spec":` starts the spec; `type` is the last key, so the last
+    `,"type":` ends it. A row of any other shape is decoded whole. `shared`: equal types, owners and dependency
+    lists of earlier rows, held once (decoded JSON repeats each as a new value)."""
+    start, end = text.find(',"spec":'), text.rfind(',"type":')
+    if start == -1 or end < start or not text.endswith("}"):
+        return ManagedObject.from_dict(json.loads(text), hash)
+    data = json.loads(text[:start] + text[end:])
+    if shared is not None:
+        data["depends_on"] = tuple(data.get("depends_on", ()))
+        for name in ("type", "owner", "depends_on"):
+            data[name] = shared.setdefault(data[name], data[name])
+    return RecordedObject(data, text[start + len(',"spec":'):end], hash)
 
 
 def org_snapshot(resources: Iterable[Any]) -> dict[str, Mapping[str, Any]]:

@@ -104,8 +104,9 @@ def state_guard(
     """Refuse a plan that would stop or put to sleep more running enforce-state agents than the prune limits
     allow: more than `max_agents`, or (two or more) more than `max_fraction` of all the agents with a
     container. An agent without enforce-state is never counted: its sleep and wake are its own."""
-    pairs = [(key, obj.spec, desired.objects[key].spec) for key, obj in current.objects.items()
-             if key.startswith(CONTAINER) and key in desired.objects]
+    # A container whose hash is unchanged stops nothing, and its recorded spec need not be read.
+    pairs = [(key, obj.spec, new.spec) for key, obj in current.objects.items()
+             if key.startswith(CONTAINER) and (new := desired.objects.get(key)) is not None and new.hash != obj.hash]
     stopped = stopped_agents(pairs)
     total = sum(1 for key in current.objects if key.startswith(CONTAINER))  # agents, as the prune guard counts
     reasons = []
