@@ -99,6 +99,10 @@ class StorageBackend:
         self.writes = 0
         self._s3: Any = None
         self._identity: Any = None
+        # What a HEAD found per key, by the ETag the listing showed: key -> (etag, ours or None for someone else's).
+        # A listing carries the ETag but not our labels; an unchanged ETag means unchanged bytes, so the HEAD is
+        # not repeated. Our own writes and deletes forget their keys.
+        self._heads: dict[str, tuple[str, Observed | None]] = {}
 
     # Clients (built on first use: constructing a backend contacts nothing) ------------------------------
 
@@ -225,22 +229,38 @@ class StorageBackend:
 
     def _observe_objects(self, listed: Mapping[str, Any], wanted: frozenset[str]) -> dict[str, Observed]:
         keys = sorted(k for k in wanted if k in listed)
+        with self._lock:
+            for key in [k for k in self._heads if k not in listed]:
+                del self._heads[key]  # gone from the bucket
+            known = {k: self._heads[k][1] for k in keys if k in self._heads and self._heads[k][0] == listed[k][0]}
 
-        def head(key: str) -> Observed | None:
+        def head(key: str) -> tuple[str, str, Observed | None]:
             stat = self._call(f"HeadObject {self.bucket}/{key}", lambda: self.s3.stat_object(self.bucket, key))
             headers = stat.metadata or {}
+            etag = str(stat.etag or "").strip('"')
             if _meta(headers, INSTANCE_META) != self.instance:
-                return None  # someone else's file: never ours to observe (an apply refuses it)
+                return key, etag, None  # someone else's file: never ours to observe (an apply refuses it)
             spec = {"bucket": self.bucket, "key": key, "content_type": str(stat.content_type or "")}
-            return Observed(f"storage/object/{key}", spec, _meta(headers, HASH_META) or None,
-                            fingerprint=str(stat.etag or "").strip('"'))
+            return key, etag, Observed(f"storage/object/{key}", spec, _meta(headers, HASH_META) or None,
+                                       fingerprint=etag)
 
-        out: dict[str, Observed] = {}
+        out = {f"storage/object/{k}": seen for k, seen in known.items() if seen is not None}
         with ThreadPoolExecutor(max_workers=max(1, min(self.settings.concurrency, 16))) as pool:
-            for seen in pool.map(head, keys):
+            for key, etag, seen in pool.map(head, [k for k in keys if k not in known]):
+                with self._lock:
+                    self._heads[key] = (etag, seen)
                 if seen is not None:
                     out[seen.key] = seen
         return out
+
+    def _forget(self, *keys: str, prefix: str = "") -> None:
+        """What a HEAD found no longer holds: we wrote or removed these keys (or everything under `prefix`)."""
+        with self._lock:
+            for key in keys:
+                self._heads.pop(key, None)
+            if prefix:
+                for key in [k for k in self._heads if k.startswith(prefix)]:
+                    del self._heads[key]
 
     def _observe_users(self, wanted: frozenset[str]) -> dict[str, Observed]:
         ident = self.identity
@@ -305,6 +325,7 @@ class StorageBackend:
                 return ApplyResult(Outcome.UNCHANGED, fingerprint=str(current.etag or "").strip('"'))
         body = file_text(resolve(obj.spec)).encode("utf-8")
         meta = {INSTANCE_META: self.instance, HASH_META: obj.hash}
+        self._forget(key)
         content_type = str(obj.spec.get("content_type") or "application/octet-stream")
         result = self._call(f"PutObject {bucket}/{key}", lambda: self.s3.put_object(
             bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=meta))
@@ -355,6 +376,7 @@ class StorageBackend:
             return Outcome.UNCHANGED
         if _meta(current.metadata or {}, INSTANCE_META) != self.instance:
             return Outcome.UNCHANGED  # an agent's own file under a key we once held: never ours to delete
+        self._forget(key)
         self._call(f"DeleteObject {bucket}/{key}", lambda: self.s3.remove_object(bucket, key))
         return Outcome.DELETED
 
@@ -390,6 +412,7 @@ class StorageBackend:
     def _remove(self, prefix: str, keys: list[str]) -> None:
         from minio.deleteobjects import DeleteObject
 
+        self._forget(*keys)
         def remove() -> None:
             errors = list(self.s3.remove_objects(self.bucket, [DeleteObject(k) for k in keys]))
             if errors:

@@ -119,6 +119,16 @@ def test_a_second_pass_writes_nothing(site: Site) -> None:
     assert after == before
 
 
+def test_a_no_op_pass_lists_and_asks_no_file_again(site: Site) -> None:
+    """SPEC §10: a no-op pass makes one list call per type, never one per object. Listings carry ETags, not our
+    labels: a file whose ETag did not move since a HEAD found it is not asked again (IAM users still are)."""
+    site.reconcile()
+    before = site.backend.requests
+    result = site.reconcile()
+    assert result.plan is not None and [c.key for c in result.plan.changes if c.action != "noop"] == []
+    assert site.backend.requests - before == 2  # HeadBucket, ListObjectsV2: no HeadObject for 43 files
+
+
 def test_a_rotated_credential_rewrites_exactly_the_files_carrying_it(site: Site) -> None:
     admin, bucket = site.admin(), site.storage.bucket
     before = {o.object_name: o.etag for o in admin.list_objects(bucket, recursive=True)}
