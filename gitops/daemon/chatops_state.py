@@ -3,12 +3,10 @@ the suspension, and the approvals with the exact plan each one binds to while it
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
+
+from gitops.daemon.loopstate import JsonState
 
 
 @dataclass(slots=True)
@@ -31,7 +29,7 @@ class Approval:
 
 
 @dataclass(slots=True)
-class ChatState:
+class ChatState(JsonState):
     """What the listener must remember across restarts (state_dir/chatops.json)."""
 
     since: str = ""
@@ -39,20 +37,3 @@ class ChatState:
     handled: list[str] = field(default_factory=list)
     suspended: dict[str, str] = field(default_factory=dict)  # {"by", "at"} while applying is suspended
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> ChatState:
-        try:
-            data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            return cls()
-        if not isinstance(data, dict):
-            return cls()
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".chatops-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, sort_keys=True)
-        os.replace(tmp, path)

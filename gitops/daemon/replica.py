@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gitops.daemon.leader import NotLeading, may_write
+from gitops.daemon.loopstate import write_atomic
 from gitops.providers.errors import PermanentError, TransientError
 
 log = logging.getLogger("hiclaw_gitops.replica")
@@ -164,10 +165,7 @@ def restore_snapshot(state_dir: Path, blob: bytes) -> None:
         if name not in files:
             target.unlink(missing_ok=True)
             continue
-        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=f".{name}-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(files[name])
-        os.replace(tmp, target)
+        write_atomic(target, files[name])
 
 
 def _restore_database(state_dir: Path, data: bytes) -> None:
@@ -236,10 +234,7 @@ class StateReplica:
 
     def _mark(self, generation: int, digest: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".replica-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"generation": generation, "digest": digest}, fh)
-        os.replace(tmp, self.dir / MARK)
+        write_atomic(self.dir / MARK, json.dumps({"generation": generation, "digest": digest}).encode("utf-8"))
 
     # Restore -----------------------------------------------------------------------------------------
 
