@@ -28,7 +28,7 @@ from typing import Any
 
 from backends.kubernetes_api import KubeApi
 from backends.kubernetes_objects import LABEL_MANAGED_BY, LABEL_SECRET_STORE
-from gitops.apply.secrets import SecretError, SecretMissing, SecretStore, generate
+from gitops.apply.secrets import SecretMissing, SecretStore
 from gitops.settings.load import REDACTOR
 
 LABEL_STORE = LABEL_SECRET_STORE
@@ -79,27 +79,10 @@ class KubeSecretStore(SecretStore):
             raise SecretMissing(f"no secret named {name!r} in the Kubernetes secret store ({self.namespace})")
         return value
 
-    def put(self, name: str, value: str) -> None:
-        if not value:
-            raise SecretError(f"refusing to store an empty value for {name!r}")
-        with self._lock:
-            self._write(name, value)
-        REDACTOR.add(value)
-
     def delete(self, name: str) -> None:
         with self._lock:
             self.api.delete("Secret", self.namespace, self.object_name(name))
             self._values.pop(name, None)
-
-    def get_or_create(self, name: str) -> str:
-        with self._lock:
-            value = self._read(name)
-            if value is not None:
-                return value
-            value = generate(name)
-            self._write(name, value)
-        REDACTOR.add(value)
-        return value
 
     # The API -----------------------------------------------------------------------------------------
 
@@ -115,7 +98,8 @@ class KubeSecretStore(SecretStore):
             self._values, self._loaded_at = values, now
         return self._values
 
-    def _write(self, name: str, value: str) -> None:
+    def _write(self, name: str, value: str, replace: bool = True) -> None:
+        """Server-side apply: an upsert whatever `replace` says; two writers are kept apart by leader election."""
         body: dict[str, Any] = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": self.object_name(name), "namespace": self.namespace,

@@ -202,8 +202,7 @@ class SecretStore:
         if not value:
             raise SecretError(f"refusing to store an empty value for {name!r}")
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO secrets(name, value, nonce) VALUES (?, ?, ?)",
-                             (name, *self._seal(name, value)))
+            self._write(name, value)
         REDACTOR.add(value)
 
     def delete(self, name: str) -> None:
@@ -217,8 +216,7 @@ class SecretStore:
             if value is not None:
                 return value
             value = generate(name)
-            self._db.execute("INSERT INTO secrets(name, value, nonce) VALUES (?, ?, ?)",
-                             (name, *self._seal(name, value)))
+            self._write(name, value, replace=False)
         REDACTOR.add(value)
         return value
 
@@ -270,6 +268,12 @@ class SecretStore:
             return value.encode(), None
         nonce, sealed = self._cipher.encrypt(value.encode(), name.encode())
         return sealed, nonce
+
+    def _write(self, name: str, value: str, replace: bool = True) -> None:
+        """Store `value` (the caller holds the lock). Without `replace`, a row another process wrote since our
+        read is an error, never overwritten."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self._db.execute(f"{verb} INTO secrets(name, value, nonce) VALUES (?, ?, ?)", (name, *self._seal(name, value)))
 
     def _read(self, name: str) -> str | None:
         with self._lock:
