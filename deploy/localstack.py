@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from deploy.process import alive, read_pid, tail
 from gitops.settings.model import DEFAULT_IMAGES
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -167,22 +168,22 @@ class DockerEngine:
         while time.monotonic() < deadline:
             if engine_answers(self.url, timeout=2):
                 return f"{self.name}: started dockerd (pid {pid}, log {self.log_file})"
-            if not _alive(pid):
+            if not alive(pid):
                 break
             time.sleep(0.25)
         raise StackError(
             f"{self.name}: dockerd (pid {pid}) did not answer at {DEFAULT_SOCKET} within {self.wait:.0f} s; "
-            f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
+            f"last lines of {self.log_file}:\n{tail(self.log_file)}"
         )
 
     def stop(self) -> str:
-        pid = _read_pid(self.pid_file)
-        if pid is None or not _alive(pid) or not _is_dockerd(pid):
+        pid = read_pid(self.pid_file)
+        if pid is None or not alive(pid) or not _is_dockerd(pid):
             self.pid_file.unlink(missing_ok=True)
             return f"{self.name}: not started by this stack; left running"
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         self.pid_file.unlink(missing_ok=True)
         return f"{self.name}: stopped dockerd (pid {pid})"
@@ -414,40 +415,12 @@ def remove_instance(instance: str = LOCAL_INSTANCE, network: str = LOCAL_NETWORK
     return removed
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own exited child) is not alive
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _is_dockerd(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
     return bool(cmdline) and Path(cmdline[0].decode(errors="replace")).name == "dockerd"
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def ensure_engine(state_dir: Path | str, url: str = "") -> str:
