@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from gitops.settings.model import (
 from gitops.source.git import GitSource
 from gitops.status.store import GitStatusStore
 from tests.git.gitutil import OrgRepo
+from tests.git.gitutil import wait_for as git_wait_for
 
 ADMIN_PASSWORD = "adm-" + secrets.token_hex(12)  # generated per session: must never show in any output
 BOB_PASSWORD = "bob-" + secrets.token_hex(12)
@@ -55,14 +55,8 @@ BOB_HUMAN = (
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+    """gitutil.wait_for with the homeserver's patience: a minute by default, a look every 0.1 s."""
+    return git_wait_for(condition, timeout, what, interval=0.1)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 from deploy.synapse import Synapse
 from tests.git.gitutil import OrgRepo
 
-from .harness import BOB_HUMAN, Person, actor, approval_ids, q, scene, wait_for, worker
+from .harness import BOB_HUMAN, Person, Stack, actor, approval_ids, q, scene, wait_for, worker
 
 TWO = {"workers/w1.yaml": worker("w1"), "workers/w2.yaml": worker("w2"), "humans/bob.yaml": BOB_HUMAN}
 NONE = {"workers/w1.yaml": None, "workers/w2.yaml": None}
@@ -18,6 +18,14 @@ def passes(org: OrgRepo, result: str, commit: str) -> int:
     """Status commits recording a pass (not a chat command) with this result for this commit."""
     subjects = org.bare_git("log", "--format=%s", "hiclaw-status").splitlines()
     return sum(s.startswith(f"status: {result} {commit[:12]}") for s in subjects)
+
+
+def removal_refused(org: OrgRepo, admin: Person, stack: Stack, what: str = "the approval request"
+                    ) -> tuple[str, str]:
+    """Push a commit deleting both workers; the prune guard refuses it and asks: (that commit, the approval ID)."""
+    commit = org.commit_and_push("remove both", NONE)
+    stack.wait_result(commit, "Refused")
+    return commit, wait_for(lambda: approval_ids(admin), 60, what)[0]
 
 
 def agent_exists(hs: Synapse, person: Person, name: str) -> bool:
@@ -35,9 +43,7 @@ def test_a_guarded_deletion_approved_once_and_refused_for_a_level_two_human(home
     chat = stack.start()
     try:
         stack.wait_result(first, "Reconciled")
-        second = org.commit_and_push("remove both", NONE)
-        stack.wait_result(second, "Refused")
-        ident = wait_for(lambda: approval_ids(admin), 60, "the approval request")[0]
+        second, ident = removal_refused(org, admin, stack)
         request = next(b for _, b in admin.notices() if ident in b)
         assert request.splitlines()[0] == f"🛑 hiclaw-gitops: the prune guard stopped commit {second[:12]}"
         assert "Agents deleted: Worker/w1, Worker/w2" in request
@@ -71,9 +77,7 @@ def test_a_newer_commit_or_a_change_of_live_state_voids_an_approval(homeserver: 
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
-        second = org.commit_and_push("remove both", NONE)
-        stack.wait_result(second, "Refused")
-        old = wait_for(lambda: approval_ids(admin), 60, "the first approval request")[0]
+        _, old = removal_refused(org, admin, stack, "the first approval request")
         bob2 = BOB_HUMAN.replace("displayName: Bob", "displayName: Bobby")
         third = org.commit_and_push("remove both, rename bob", {"humans/bob.yaml": bob2})
         stack.wait_result(third, "Refused")

@@ -8,7 +8,7 @@ from pathlib import Path
 from deploy.synapse import Synapse
 
 from .harness import approval_ids, scene, wait_for, worker
-from .test_approvals import NONE, TWO, agent_exists, passes
+from .test_approvals import TWO, agent_exists, passes, removal_refused
 
 
 def test_suspend_stops_applying_while_status_goes_on_and_resume_applies(homeserver: Synapse,
@@ -84,9 +84,7 @@ def test_deleted_and_edited_commands_and_an_expired_approval(homeserver: Synapse
         records = {r["eventId"]: r["outcome"] for r in stack.commands()}
         assert records[withdrawn] == "ignored" and records[done] == "ignored"
 
-        second = org.commit_and_push("remove both", NONE)
-        stack.wait_result(second, "Refused")
-        ident = wait_for(lambda: approval_ids(admin), 60, "the approval request")[0]
+        _, ident = removal_refused(org, admin, stack)
         time.sleep(1.2)
         assert "it expired at" in admin.reply_to(admin.send(f"!gitops approve {ident}"))
         assert agent_exists(homeserver, admin, "w1")
@@ -118,9 +116,7 @@ def test_an_approval_outlives_a_restart_and_is_not_asked_for_twice(homeserver: S
     stack.start()
     try:
         stack.wait_result(first, "Reconciled")
-        second = org.commit_and_push("remove both", NONE)
-        stack.wait_result(second, "Refused")
-        ident = wait_for(lambda: approval_ids(admin), 60, "the approval request")[0]
+        second, ident = removal_refused(org, admin, stack)
         stack.halt()
         stack.start()  # the refused commit is planned again at start: the same plan, the same approval
         wait_for(lambda: passes(org, "Refused", second) == 2, 60, "the pass after the restart")

@@ -132,7 +132,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.02) -> object:
     """Poll until condition() is truthy; fail loudly on timeout (tests never sleep blindly)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -141,7 +142,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 class GitDaemon:
