@@ -220,3 +220,12 @@ def test_the_documented_example_file_is_valid(tmp_path: Path) -> None:
     assert example is not None, "docs/settings.md needs an example marked <!-- example -->"
     settings, diagnostics = load_settings(write(tmp_path, example.group(1)), env={})
     assert settings is not None, render_text(diagnostics)
+
+
+def test_a_misspelt_secret_store_backend_is_refused_with_the_names_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, "secret_store:\n  backend: kuberentes\n")
+    settings, diagnostics = load_settings(path, env={})
+    assert settings is None
+    (d,) = diagnostics
+    assert (d.code, d.line, d.hint) == ("S304", 2, "did you mean `kubernetes`?")
+    assert "allowed: file, kubernetes" in d.message
